@@ -1,0 +1,1 @@
+"""Slack CSV analyst: a Slack thread becomes an OpenAI code-interpreter analysis session."""

@@ -1,0 +1,174 @@
+"""Composition root: builds the Slack app, the clients and the store, wires them, runs a transport."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+
+import openai
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot import listeners
+from bot.conductor import Conductor
+from bot.config import Settings
+from bot.intake import Intake
+from bot.scheduler import TurnScheduler
+from bot.store import Store
+from bot.turns import TurnRunner
+from bot.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+# SIGTERM -> exit within 10 s: running turns get this long to finish, the rest resume after restart.
+SHUTDOWN_GRACE_S = 7.0
+
+
+def build_slack_client(settings: Settings) -> AsyncWebClient:
+    """A Web API client that waits out rate limits and retries transient failures."""
+    return AsyncWebClient(
+        token=settings.slack_bot_token,
+        base_url=settings.slack_api_url,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=4),
+            AsyncServerErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+def build_openai_client(settings: Settings) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(
+        api_key=settings.openai_api_key,
+        base_url=settings.openai_base_url,
+        max_retries=3,
+        timeout=openai.Timeout(600.0, connect=10.0),
+    )
+
+
+@dataclass
+class Bot:
+    """A wired bot: the Bolt app plus everything it owns."""
+
+    settings: Settings
+    app: AsyncApp
+    store: Store
+    scheduler: TurnScheduler
+    intake: Intake
+    openai_client: openai.AsyncOpenAI
+    slack_client: AsyncWebClient
+
+    async def resume_unfinished(self) -> int:
+        """Queue turns acknowledged before a restart but never answered; returns how many."""
+        unfinished = await self.store.unfinished_turns()
+        for turn in unfinished:
+            self.scheduler.submit(turn)
+        if unfinished:
+            log.info("resuming %d unfinished turn(s)", len(unfinished))
+        return len(unfinished)
+
+    async def close(self, *, grace_s: float = SHUTDOWN_GRACE_S) -> None:
+        """Stop taking work, give running turns `grace_s`, then release every client."""
+        await self.scheduler.close(grace_s=grace_s)
+        await self.intake.close()
+        await self.openai_client.close()
+        await self.store.close()
+
+
+async def build_bot(
+    settings: Settings,
+    *,
+    slack_client: AsyncWebClient | None = None,
+    openai_client: openai.AsyncOpenAI | None = None,
+    store: Store | None = None,
+) -> Bot:
+    """Wire a bot from `settings`; tests pass clients aimed at the loopback fakes."""
+    slack = slack_client or build_slack_client(settings)
+    oai = openai_client or build_openai_client(settings)
+    db = store or await Store.open(settings.database_url)
+    workspace = Workspace(oai, memory_limit=settings.container_memory_limit)
+    intake = Intake(
+        slack=slack,
+        workspace=workspace,
+        bot_token=settings.slack_bot_token,
+        size_limit_bytes=settings.file_size_limit_bytes,
+    )
+    conductor = Conductor(
+        store=db,
+        slack=slack,
+        workspace=workspace,
+        runner=TurnRunner(oai, model=settings.openai_model, instructions=settings.instructions),
+        intake=intake,
+    )
+    scheduler = TurnScheduler(conductor.run, max_concurrent=settings.max_concurrent_turns)
+    app = AsyncApp(
+        client=slack,
+        signing_secret=settings.slack_signing_secret or "",
+        request_verification_enabled=not settings.socket_mode,
+        process_before_response=True,
+    )
+    listeners.register(app, store=db, scheduler=scheduler)
+    return Bot(
+        settings=settings,
+        app=app,
+        store=db,
+        scheduler=scheduler,
+        intake=intake,
+        openai_client=oai,
+        slack_client=slack,
+    )
+
+
+def http_app(bot: Bot) -> web.Application:
+    """HTTP mode: Slack events at `POST /slack/events`, readiness at `GET /healthz`."""
+
+    async def events(request: web.Request) -> web.Response:
+        bolt_response = await bot.app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(bolt_response)
+
+    async def healthz(_request: web.Request) -> web.Response:
+        if not bot.scheduler.accepting:
+            return web.json_response({"ok": False, "status": "stopping"}, status=503)
+        return web.json_response({"ok": True})
+
+    web_app = web.Application()
+    web_app.add_routes([web.post("/slack/events", events), web.get("/healthz", healthz)])
+    return web_app
+
+
+async def serve(bot: Bot, *, stop: asyncio.Event, host: str = "0.0.0.0") -> None:
+    """Run the configured transport until `stop` is set, then shut down in order."""
+    await bot.resume_unfinished()
+    if bot.settings.socket_mode:
+        assert bot.settings.slack_app_token is not None
+        handler = AsyncSocketModeHandler(bot.app, bot.settings.slack_app_token)
+        await handler.connect_async()  # type: ignore[no-untyped-call]
+        log.info("connected to Slack over Socket Mode")
+        try:
+            await stop.wait()
+        finally:
+            with contextlib.suppress(Exception):
+                await handler.close_async()  # type: ignore[no-untyped-call]
+            await bot.close()
+        return
+    runner = web.AppRunner(http_app(bot), handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, bot.settings.port)
+    await site.start()
+    log.info("listening for Slack events on %s:%d/slack/events", host, bot.settings.port)
+    try:
+        await stop.wait()
+    finally:
+        await site.stop()
+        await bot.close()
+        await runner.cleanup()

@@ -1,0 +1,56 @@
+"""Command line: read settings, set up logging, run the bot until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from bot.config import Settings
+from bot.errors import ConfigError
+
+EXIT_CONFIG = 2
+log = logging.getLogger("bot")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `python -m bot` and the `slack-csv-analyst` script; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    parser.add_argument("--env-file", default=".env", help="dotenv file to read (default: .env)")
+    parser.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env(dotenv_path=args.env_file)
+    except ConfigError as err:
+        print(f"configuration error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Third-party request logs can carry URLs with tokens; keep them quiet.
+    for noisy in ("slack_sdk", "slack_bolt", "httpx2", "openai", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
+    if args.check_config:
+        mode = "Socket Mode" if settings.socket_mode else f"HTTP mode on port {settings.port}"
+        print(f"configuration ok: {mode}, model {settings.openai_model}")
+        return 0
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_run(settings))
+    return 0
+
+
+async def _run(settings: Settings) -> None:
+    from bot.app import build_bot, serve
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    bot = await build_bot(settings)
+    log.info("starting (%s)", "Socket Mode" if settings.socket_mode else "HTTP mode")
+    await serve(bot, stop=stop)
+    log.info("stopped")

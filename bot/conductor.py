@@ -1,0 +1,269 @@
+"""Runs one turn from start to finish: files in, OpenAI response streamed, answer and outputs out.
+
+This is the one place where a `BotError` becomes a message in the thread (`_report`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.domain import Session, SlackFile, ThreadFile, ThreadKey, Turn
+from bot.errors import BotError, ContainerExpired, FileProblem, SlackProblem
+from bot.events import FileCited, ImageOutput, Progress, TextDelta, TurnDone
+from bot.i18n import Language, t
+from bot.intake import Intake, describe_files
+from bot.reply import ThreadReply
+from bot.store import Store
+from bot.turns import TurnRunner
+from bot.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+PHASE_STATUS = {"reasoning": "status.thinking", "running_python": "status.running_python", "writing": "status.writing"}
+
+
+@dataclass
+class _Outputs:
+    """Files the response produced, in the order the answer mentions them."""
+
+    cited: list[FileCited] = field(default_factory=list)
+    images: list[ImageOutput] = field(default_factory=list)
+
+
+class Conductor:
+    """Answers turns. `run(turn)` never raises for problems a user can meet; it reports them."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        slack: AsyncWebClient,
+        workspace: Workspace,
+        runner: TurnRunner,
+        intake: Intake,
+    ) -> None:
+        self._store = store
+        self._slack = slack
+        self._workspace = workspace
+        self._runner = runner
+        self._intake = intake
+
+    async def run(self, turn: Turn) -> None:
+        """Answer `turn` in its thread and record the outcome; the turn is then finished for good."""
+        lang = turn.language
+        reply = ThreadReply(client=self._slack, thread=turn.thread, recipient_user_id=turn.user_id)
+        started = time.monotonic()
+        if turn.reply_ts:
+            await reply.mark_interrupted(turn.reply_ts, t("turn.interrupted", lang))
+        await self._store.start_turn(turn.id)
+        await reply.set_status(t("status.thinking", lang))
+        try:
+            done = await self._answer(turn, reply, lang)
+        except BotError as err:
+            await self._report(turn, reply, err, lang)
+            await self._store.finish_turn(
+                turn.id,
+                status="failed",
+                outcome=err.__class__.__name__,
+                model=self._runner.model,
+                duration_s=time.monotonic() - started,
+            )
+            return
+        except Exception as exc:  # the one broad catch: anything unexpected still gets an answer
+            log.exception("turn %s failed unexpectedly", turn.id)
+            await self._report(turn, reply, BotError(repr(exc)), lang)
+            await self._store.finish_turn(
+                turn.id, status="failed", outcome="unexpected", duration_s=time.monotonic() - started
+            )
+            return
+        await self._store.finish_turn(
+            turn.id,
+            status="done",
+            outcome=done.incomplete_reason or "completed",
+            response_id=done.response_id,
+            model=self._runner.model,
+            input_tokens=done.usage.input_tokens,
+            output_tokens=done.usage.output_tokens,
+            duration_s=time.monotonic() - started,
+        )
+
+    async def _answer(self, turn: Turn, reply: ThreadReply, lang: Language) -> TurnDone:
+        thread = turn.thread
+        session = await self._store.session(thread) or Session(thread=thread)
+        new_ids = await self._bring_files(turn, session, reply, lang)
+        conversation_id = session.conversation_id
+        if conversation_id is None:
+            conversation_id = await self._workspace.create_conversation(thread)
+            await self._store.update_session(thread, conversation_id=conversation_id)
+        files = await self._store.thread_files(thread)
+        container_id, reset = await self._ensure_container(session, files, new_ids)
+        try:
+            done, outputs = await self._stream(turn, reply, conversation_id, container_id, files, new_ids, reset)
+        except ContainerExpired:
+            if reply.has_text:
+                raise
+            log.info("container %s expired mid-turn; starting a new one", container_id)
+            container_id = await self._new_container(thread, files)
+            done, outputs = await self._stream(turn, reply, conversation_id, container_id, files, new_ids, True)
+        await reply.flush()
+        await self._deliver_outputs(reply, lang, done, outputs, container_id)
+        if not reply.has_text and not outputs.cited and not outputs.images:
+            await reply.write(t("turn.empty_answer", lang))
+        await reply.finish()
+        if done.incomplete_reason:
+            await reply.notice(t("openai.incomplete", lang, reason=done.incomplete_reason))
+        await reply.set_status("")
+        return done
+
+    async def _bring_files(self, turn: Turn, session: Session, reply: ThreadReply, lang: Language) -> set[str]:
+        """Upload the turn's (and, once, the thread root's) new files; report the ones that fail."""
+        candidates: list[SlackFile] = list(turn.files)
+        if turn.is_thread_reply and not session.root_checked:
+            candidates = [*await self._root_files(turn.thread), *candidates]
+            await self._store.update_session(turn.thread, root_checked=True)
+        known = {f.slack_file_id for f in await self._store.thread_files(turn.thread)}
+        new_ids: set[str] = set()
+        if any(f.id not in known for f in candidates):
+            await reply.set_status(t("status.reading_files", lang))
+        for file in candidates:
+            if file.id in known or file.id in new_ids:
+                continue
+            try:
+                brought = await self._intake.bring(file)
+            except FileProblem as problem:
+                log.warning("file %s (%s) refused: %s", file.id, problem.filename, problem.detail)
+                await reply.notice(t(problem.message_key, lang, **problem.params))
+                continue
+            await self._store.add_thread_file(turn.thread, brought)
+            new_ids.add(file.id)
+        return new_ids
+
+    async def _root_files(self, thread: ThreadKey) -> list[SlackFile]:
+        try:
+            response = await self._slack.conversations_replies(
+                channel=thread.channel, ts=thread.thread_ts, limit=1, inclusive=True
+            )
+        except SlackApiError as exc:
+            log.warning("conversations.replies failed for %s: %s", thread, exc.response.get("error"))
+            return []
+        messages = response.get("messages") or []
+        root = next((m for m in messages if m.get("ts") == thread.thread_ts), None)
+        if root is None:
+            return []
+        return [SlackFile.from_slack(f) for f in root.get("files") or []]
+
+    async def _ensure_container(
+        self, session: Session, files: Sequence[ThreadFile], new_ids: set[str]
+    ) -> tuple[str, bool]:
+        """The thread's live container with all its files, and whether it had to be replaced."""
+        if session.container_id and await self._workspace.live_container(session.container_id):
+            for file in files:
+                if file.slack_file_id in new_ids:
+                    await self._workspace.add_file_to_container(session.container_id, file.openai_file_id)
+            return session.container_id, False
+        container_id = await self._new_container(session.thread, files)
+        return container_id, session.container_id is not None
+
+    async def _new_container(self, thread: ThreadKey, files: Sequence[ThreadFile]) -> str:
+        container_id = await self._workspace.create_container(thread, [f.openai_file_id for f in files])
+        await self._store.update_session(thread, container_id=container_id)
+        return container_id
+
+    async def _stream(
+        self,
+        turn: Turn,
+        reply: ThreadReply,
+        conversation_id: str,
+        container_id: str,
+        files: Sequence[ThreadFile],
+        new_ids: set[str],
+        reset: bool,
+    ) -> tuple[TurnDone, _Outputs]:
+        paths = await self._workspace.user_file_paths(container_id) if files else {}
+        parts = [describe_files(list(files), new_ids=new_ids, paths=paths)]
+        if reset:
+            parts.append(
+                "Note: the Python environment was restarted since the last turn; variables and files "
+                "you created earlier are gone. Reload the data from the paths above."
+            )
+        parts.append(f"Question from the Slack user:\n{turn.question or '(no text; look at the new files)'}")
+        outputs = _Outputs()
+        lang = turn.language
+        events = self._runner.stream(
+            conversation_id=conversation_id,
+            container_id=container_id,
+            input_text="\n\n".join(parts),
+            metadata={"slack_channel": turn.thread.channel, "slack_ts": turn.ts},
+        )
+        saved_reply_ts = False
+        async for event in events:
+            if isinstance(event, TextDelta):
+                await reply.write(event.text)
+                if reply.first_ts and not saved_reply_ts:
+                    await self._store.set_reply_ts(turn.id, reply.first_ts)
+                    saved_reply_ts = True
+            elif isinstance(event, Progress):
+                await reply.flush()
+                await reply.set_status(t(PHASE_STATUS[event.phase], lang))
+            elif isinstance(event, FileCited):
+                outputs.cited.append(event)
+            elif isinstance(event, ImageOutput):
+                outputs.images.append(event)
+            elif isinstance(event, TurnDone):
+                return event, outputs
+        raise BotError("stream ended without TurnDone")
+
+    async def _deliver_outputs(
+        self, reply: ThreadReply, lang: Language, done: TurnDone, outputs: _Outputs, container_id: str
+    ) -> None:
+        """Upload every file and image the model produced this turn, once, cited ones first."""
+        containers = list(dict.fromkeys([*done.container_ids, container_id]))
+        ordered: list[tuple[str, str, str]] = [(c.container_id, c.file_id, c.filename) for c in outputs.cited]
+        for cid in containers:
+            for generated in await self._workspace.generated_files(cid):
+                ordered.append((generated.container_id, generated.file_id, generated.filename))
+        seen_hashes: set[str] = set()
+        if ordered or outputs.images:
+            await reply.set_status(t("status.uploading", lang))
+        for cid, file_id, filename in dict.fromkeys(ordered):
+            if not await self._store.claim_output(cid, file_id):
+                continue
+            try:
+                data = await self._workspace.download(cid, file_id)
+                await reply.upload(filename=filename, data=data, title=filename)
+            except BotError:
+                await self._store.release_output(cid, file_id)
+                raise
+            seen_hashes.add(hashlib.sha256(data).hexdigest())
+        for index, image in enumerate(outputs.images, start=1):
+            digest = hashlib.sha256(image.data).hexdigest()
+            if digest in seen_hashes or not await self._store.claim_output(image.container_id, f"image:{digest}"):
+                continue
+            seen_hashes.add(digest)
+            await reply.upload(filename=f"chart-{index}.png", data=image.data, title=f"chart-{index}.png")
+
+    async def _report(self, turn: Turn, reply: ThreadReply, err: BotError, lang: Language) -> None:
+        """Tell the user what went wrong, in their language; log the details and request id."""
+        log.warning(
+            "turn %s in %s failed: %s (%s) request_id=%s",
+            turn.id,
+            turn.thread,
+            err.__class__.__name__,
+            err.detail,
+            err.request_id,
+        )
+        try:
+            await reply.finish()
+            await reply.notice(t(err.message_key, lang, request_id=err.request_id, **err.params))
+        except SlackProblem as slack_err:
+            log.error("could not tell the user in %s about %s: %s", turn.thread, err.message_key, slack_err.detail)
+        except BotError as other:
+            log.error("could not report %s in %s: %s", err.message_key, turn.thread, other.detail)
+        await reply.set_status("")

@@ -1,0 +1,178 @@
+"""Settings: the only place that reads the environment (or a `.env` file)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bot.errors import ConfigError
+
+DEFAULT_MODEL = "gpt-5.1"
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_DATABASE_URL = "sqlite:///bot.sqlite3"
+DEFAULT_PORT = 3000
+# OpenAI's per-file maximum for the Files API.
+DEFAULT_FILE_SIZE_LIMIT_MB = 512
+
+DEFAULT_INSTRUCTIONS = """\
+You are a careful data analyst working inside a Slack thread.
+The user's files are in /mnt/data; each turn's input lists them with their paths, sizes, \
+encodings and a short profile. Use the python tool (code interpreter) to read and analyse them \
+with pandas; never guess numbers you could compute.
+Answer in the language of the user's question (Korean or English).
+Keep answers readable in Slack: short paragraphs, bullet lists, small Markdown tables, no HTML.
+When a chart helps, draw it with matplotlib, save it as a PNG under /mnt/data and mention it; \
+for Korean labels use a font that has Hangul glyphs if one is installed, otherwise label in English.
+When you produce a result table the user may want, save it as CSV under /mnt/data.
+If the data cannot answer the question, say so and suggest what would.
+"""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration for one bot process."""
+
+    slack_bot_token: str
+    openai_api_key: str
+    slack_app_token: str | None = None
+    slack_signing_secret: str | None = None
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    port: int = DEFAULT_PORT
+    openai_base_url: str | None = None
+    openai_model: str = DEFAULT_MODEL
+    database_url: str = DEFAULT_DATABASE_URL
+    instructions: str = DEFAULT_INSTRUCTIONS
+    file_size_limit_mb: int = DEFAULT_FILE_SIZE_LIMIT_MB
+    container_memory_limit: str = "4g"
+    max_concurrent_turns: int = 16
+    log_level: str = "INFO"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def socket_mode(self) -> bool:
+        """True when the bot connects over Socket Mode (an app-level token is configured)."""
+        return self.slack_app_token is not None
+
+    @property
+    def file_size_limit_bytes(self) -> int:
+        return self.file_size_limit_mb * 1024 * 1024
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, *, dotenv_path: str | None = ".env") -> Settings:
+        """Build settings from `environ` (default: `os.environ` plus a `.env` file).
+
+        Raises `ConfigError` naming the first missing or malformed variable and where to get it.
+        """
+        if environ is None:
+            env: dict[str, str] = {}
+            if dotenv_path and Path(dotenv_path).is_file():
+                from dotenv import dotenv_values
+
+                env.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+            env.update(os.environ)
+        else:
+            env = dict(environ)
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        bot_token = get("SLACK_BOT_TOKEN")
+        if bot_token is None:
+            raise ConfigError(
+                "SLACK_BOT_TOKEN",
+                "is not set: copy the Bot User OAuth Token (xoxb-…) from your Slack app's 'OAuth & Permissions' page",
+            )
+        if not bot_token.startswith("xoxb-"):
+            raise ConfigError(
+                "SLACK_BOT_TOKEN",
+                "must be a bot token starting with 'xoxb-' (Slack app → 'OAuth & Permissions')",
+            )
+        app_token = get("SLACK_APP_TOKEN")
+        if app_token is not None and not app_token.startswith("xapp-"):
+            raise ConfigError(
+                "SLACK_APP_TOKEN",
+                "must be an app-level token starting with 'xapp-' with the connections:write scope "
+                "(Slack app → 'Basic Information' → 'App-Level Tokens')",
+            )
+        signing_secret = get("SLACK_SIGNING_SECRET")
+        if app_token is None and signing_secret is None:
+            raise ConfigError(
+                "SLACK_SIGNING_SECRET",
+                "is required in HTTP mode (no SLACK_APP_TOKEN): copy it from the Slack app's "
+                "'Basic Information' → 'App Credentials', or set SLACK_APP_TOKEN for Socket Mode",
+            )
+        api_key = get("OPENAI_API_KEY")
+        if api_key is None:
+            raise ConfigError(
+                "OPENAI_API_KEY",
+                "is not set: create a key at https://platform.openai.com/api-keys",
+            )
+        slack_api_url = get("SLACK_API_URL") or DEFAULT_SLACK_API_URL
+        if not slack_api_url.startswith(("http://", "https://")):
+            raise ConfigError("SLACK_API_URL", "must be an http(s) URL such as https://slack.com/api/")
+        if not slack_api_url.endswith("/"):
+            slack_api_url += "/"
+        base_url = get("OPENAI_BASE_URL")
+        if base_url is not None and not base_url.startswith(("http://", "https://")):
+            raise ConfigError("OPENAI_BASE_URL", "must be an http(s) URL such as https://api.openai.com/v1")
+
+        database_url = get("DATABASE_URL") or DEFAULT_DATABASE_URL
+        if not database_url.startswith(("sqlite", "postgresql", "postgres")):
+            raise ConfigError(
+                "DATABASE_URL",
+                "must be a sqlite:///path or postgresql://user@host/db URL",
+            )
+
+        instructions = DEFAULT_INSTRUCTIONS
+        if (text := get("BOT_INSTRUCTIONS")) is not None:
+            instructions = text
+        elif (path := get("BOT_INSTRUCTIONS_FILE")) is not None:
+            try:
+                instructions = Path(path).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise ConfigError(
+                    "BOT_INSTRUCTIONS_FILE", f"cannot be read ({exc.__class__.__name__}): {path}"
+                ) from None
+            if not instructions.strip():
+                raise ConfigError("BOT_INSTRUCTIONS_FILE", f"is empty: {path}")
+
+        memory = get("CONTAINER_MEMORY_LIMIT") or "4g"
+        if memory not in {"1g", "4g", "16g", "64g"}:
+            raise ConfigError("CONTAINER_MEMORY_LIMIT", "must be one of 1g, 4g, 16g, 64g")
+        log_level = (get("LOG_LEVEL") or "INFO").upper()
+        if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ConfigError("LOG_LEVEL", "must be one of DEBUG, INFO, WARNING, ERROR")
+
+        return cls(
+            slack_bot_token=bot_token,
+            slack_app_token=app_token,
+            slack_signing_secret=signing_secret,
+            slack_api_url=slack_api_url,
+            port=_int(get("PORT"), "PORT", DEFAULT_PORT, low=1, high=65535),
+            openai_api_key=api_key,
+            openai_base_url=base_url,
+            openai_model=get("OPENAI_MODEL") or DEFAULT_MODEL,
+            database_url=database_url,
+            instructions=instructions,
+            file_size_limit_mb=_int(
+                get("FILE_SIZE_LIMIT_MB"), "FILE_SIZE_LIMIT_MB", DEFAULT_FILE_SIZE_LIMIT_MB, low=1, high=512
+            ),
+            container_memory_limit=memory,
+            max_concurrent_turns=_int(get("MAX_CONCURRENT_TURNS"), "MAX_CONCURRENT_TURNS", 16, low=1, high=1000),
+            log_level=log_level,
+        )
+
+
+def _int(raw: str | None, name: str, default: int, *, low: int, high: int) -> int:
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(name, f"must be between {low} and {high}, got {value}")
+    return value

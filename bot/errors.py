@@ -1,0 +1,143 @@
+"""One error tree for everything a user or operator can meet.
+
+    BotError                      (message_key: the i18n key shown in the thread)
+    ├── ConfigError               start-up only: names the variable; never reaches Slack
+    ├── FileProblem               one file could not be used; the turn goes on without it
+    │   ├── FileDownloadFailed
+    │   ├── FileTooLarge
+    │   ├── FileIsHtml            Slack answered with a sign-in page (missing files:read)
+    │   ├── FileUnavailable       deleted or hidden by plan limits
+    │   ├── FileExternal          a link to Google Drive, Dropbox, …: no bytes in Slack
+    │   ├── FileEmpty
+    │   ├── FileUnsupported       a format code interpreter cannot read
+    │   └── FileUploadFailed      OpenAI refused or failed the upload
+    ├── OpenAIProblem             the turn cannot be answered by OpenAI
+    │   ├── OpenAIRateLimited     429 rate_limit_exceeded, after retries
+    │   ├── OpenAIQuotaExhausted  429 insufficient_quota: retries cannot help
+    │   ├── OpenAIAuthFailed      401/403: the key is wrong or lacks access
+    │   ├── OpenAIUnavailable     5xx, connection errors, timeouts, after retries
+    │   ├── OpenAIBusy            conversation_locked that did not clear
+    │   ├── OpenAIRejected        400 we did not expect (bad request, model unsupported, …)
+    │   ├── ContainerExpired      the code interpreter container died (recovered, not shown)
+    │   ├── ResponseFailed        the response ended `failed` or with an `error` event
+    │   └── ResponseIncomplete    the response ended `incomplete` (text kept)
+    └── SlackProblem              Slack refused a call that carries the answer
+
+Vendor exceptions are converted at the boundary (`turns.py`, `openai_errors.py`, `reply.py`,
+`intake.py`); the rest of the code only sees these types. The single place that turns a
+`BotError` into a Slack message is `conductor.Conductor._report`.
+"""
+
+from __future__ import annotations
+
+
+class BotError(Exception):
+    """Base of every error the bot knows how to explain to a user."""
+
+    message_key = "error.unexpected"
+
+    def __init__(self, detail: str = "", *, request_id: str | None = None, **params: str) -> None:
+        super().__init__(detail or self.__class__.__name__)
+        self.detail = detail
+        self.request_id = request_id
+        self.params = params
+
+
+class ConfigError(BotError):
+    """A missing or malformed setting; stops the process at start-up."""
+
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable} {problem}")
+        self.variable = variable
+
+
+class FileProblem(BotError):
+    """A file shared in the thread could not be handed to code interpreter."""
+
+    message_key = "file.download_failed"
+
+    def __init__(self, filename: str, detail: str = "", *, request_id: str | None = None, **params: str) -> None:
+        super().__init__(detail, request_id=request_id, filename=filename, **params)
+        self.filename = filename
+
+
+class FileDownloadFailed(FileProblem):
+    message_key = "file.download_failed"
+
+
+class FileTooLarge(FileProblem):
+    message_key = "file.too_large"
+
+
+class FileIsHtml(FileProblem):
+    message_key = "file.html_instead_of_file"
+
+
+class FileUnavailable(FileProblem):
+    message_key = "file.unavailable"
+
+
+class FileExternal(FileProblem):
+    message_key = "file.external"
+
+
+class FileEmpty(FileProblem):
+    message_key = "file.empty"
+
+
+class FileUnsupported(FileProblem):
+    message_key = "file.unsupported"
+
+
+class FileUploadFailed(FileProblem):
+    message_key = "file.upload_failed"
+
+
+class OpenAIProblem(BotError):
+    message_key = "openai.unavailable"
+
+
+class OpenAIRateLimited(OpenAIProblem):
+    message_key = "openai.rate_limited"
+
+
+class OpenAIQuotaExhausted(OpenAIProblem):
+    message_key = "openai.quota"
+
+
+class OpenAIAuthFailed(OpenAIProblem):
+    message_key = "openai.auth"
+
+
+class OpenAIUnavailable(OpenAIProblem):
+    message_key = "openai.unavailable"
+
+
+class OpenAIBusy(OpenAIProblem):
+    message_key = "openai.busy"
+
+
+class OpenAIRejected(OpenAIProblem):
+    message_key = "openai.rejected"
+
+
+class ContainerExpired(OpenAIProblem):
+    """The code interpreter container died; the conductor recovers by starting a new one."""
+
+    message_key = "openai.unavailable"
+
+
+class ResponseFailed(OpenAIProblem):
+    message_key = "openai.failed"
+
+
+class ResponseIncomplete(OpenAIProblem):
+    message_key = "openai.incomplete"
+
+
+class SlackProblem(BotError):
+    message_key = "slack.failed"
+
+    def __init__(self, detail: str = "", *, slack_error: str = "", **params: str) -> None:
+        super().__init__(detail, **params)
+        self.slack_error = slack_error

@@ -1,0 +1,58 @@
+"""Our own small events: what `turns.py` produces from OpenAI's stream and `reply.py` shows in Slack."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+ToolPhase = Literal["reasoning", "running_python", "writing"]
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of the answer's visible text, in order."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    """The model moved to another phase of its work (shown as the thread status)."""
+
+    phase: ToolPhase
+
+
+@dataclass(frozen=True)
+class FileCited:
+    """The answer cites a file the model created in its container."""
+
+    container_id: str
+    file_id: str
+    filename: str
+
+
+@dataclass(frozen=True)
+class ImageOutput:
+    """An image a code-interpreter run displayed (may not be cited in the text)."""
+
+    data: bytes
+    container_id: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class TurnDone:
+    """The response ended; `incomplete_reason` is set when it stopped early."""
+
+    response_id: str
+    container_ids: tuple[str, ...] = ()
+    usage: Usage = field(default_factory=Usage)
+    incomplete_reason: str | None = None
+
+
+TurnEvent = TextDelta | Progress | FileCited | ImageOutput | TurnDone

@@ -1,0 +1,127 @@
+"""Every sentence a user can see, in Korean and English; code refers to them by key."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+Language = Literal["ko", "en"]
+LANGUAGES: tuple[Language, ...] = ("ko", "en")
+
+_HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
+_SLACK_TOKENS = re.compile(r"<[^>]*>")
+
+MESSAGES: dict[str, dict[Language, str]] = {
+    "status.thinking": {"ko": "분석하는 중…", "en": "is analyzing…"},
+    "status.reading_files": {"ko": "파일을 읽는 중…", "en": "is reading the files…"},
+    "status.running_python": {"ko": "Python을 실행하는 중…", "en": "is running Python…"},
+    "status.writing": {"ko": "답변을 쓰는 중…", "en": "is writing the answer…"},
+    "status.uploading": {"ko": "결과 파일을 올리는 중…", "en": "is uploading results…"},
+    "turn.resumed": {
+        "ko": "_(봇이 재시작되어 이 질문에 이어서 답합니다.)_",
+        "en": "_(The bot restarted; answering this question now.)_",
+    },
+    "turn.interrupted": {
+        "ko": "_(봇이 재시작되어 이 답변이 중단되었습니다. 아래에 다시 답합니다.)_",
+        "en": "_(This answer was interrupted by a restart; it is answered again below.)_",
+    },
+    "turn.empty_answer": {
+        "ko": "답변이 비어 있습니다. 질문을 조금 바꿔서 다시 보내 주세요.",
+        "en": "The answer came back empty. Please rephrase the question and send it again.",
+    },
+    "turn.container_reset": {
+        "ko": "(이전 분석 환경이 만료되어 새 환경에서 파일을 다시 불러왔습니다.)",
+        "en": "(The previous analysis environment expired; the files were reloaded in a new one.)",
+    },
+    "file.download_failed": {
+        "ko": "`{filename}` 파일을 Slack에서 내려받지 못했습니다. 파일을 다시 올려 주세요.",
+        "en": "I couldn't download `{filename}` from Slack. Please share the file again.",
+    },
+    "file.too_large": {
+        "ko": "`{filename}` 파일이 너무 큽니다 ({size_mb} MB, 최대 {limit_mb} MB). 필요한 열이나 행만 남겨서 올려 주세요.",
+        "en": "`{filename}` is too large ({size_mb} MB; the limit is {limit_mb} MB). Please share a smaller extract.",
+    },
+    "file.html_instead_of_file": {
+        "ko": "`{filename}` 대신 Slack 로그인 페이지를 받았습니다. 앱에 `files:read` 권한을 추가하고 "
+        "워크스페이스에 다시 설치해 달라고 관리자에게 요청해 주세요.",
+        "en": "Slack sent a sign-in page instead of `{filename}`. Ask an admin to add the `files:read` "
+        "scope to the app and reinstall it to the workspace.",
+    },
+    "file.unavailable": {
+        "ko": "`{filename}` 파일을 열 수 없습니다(삭제되었거나 보관 기간이 지난 파일). 파일을 다시 올려 주세요.",
+        "en": "`{filename}` is no longer available (deleted or hidden by the workspace's plan). Please share it again.",
+    },
+    "file.external": {
+        "ko": "`{filename}`은(는) {service} 링크라서 내용을 읽을 수 없습니다. 파일을 내려받아 Slack에 직접 올려 주세요.",
+        "en": "`{filename}` is a {service} link, so I can't read its contents. "
+        "Please download it and upload the file to Slack directly.",
+    },
+    "file.empty": {
+        "ko": "`{filename}` 파일이 비어 있습니다. 내용이 있는 파일을 올려 주세요.",
+        "en": "`{filename}` is empty. Please share a file with data in it.",
+    },
+    "file.unsupported": {
+        "ko": "`{filename}` 형식은 분석할 수 없습니다. CSV, TSV, XLSX, JSON 파일을 올려 주세요.",
+        "en": "I can't analyze `{filename}`. Supported formats are CSV, TSV, XLSX and JSON.",
+    },
+    "file.upload_failed": {
+        "ko": "`{filename}` 파일을 분석 환경에 올리지 못했습니다. 잠시 후 다시 시도해 주세요.",
+        "en": "I couldn't hand `{filename}` to the analysis environment. Please try again in a moment.",
+    },
+    "openai.rate_limited": {
+        "ko": "지금 OpenAI 요청이 많아 답하지 못했습니다. 1분쯤 뒤에 같은 질문을 다시 보내 주세요.",
+        "en": "OpenAI is rate-limiting requests right now. Please send the question again in a minute.",
+    },
+    "openai.quota": {
+        "ko": "OpenAI 사용 한도가 소진되었습니다. 관리자에게 결제/한도 설정을 확인해 달라고 요청해 주세요.",
+        "en": "The OpenAI quota for this bot is used up. Please ask an admin to check billing and limits.",
+    },
+    "openai.auth": {
+        "ko": "OpenAI가 봇의 API 키를 거부했습니다. 관리자에게 `OPENAI_API_KEY` 설정을 확인해 달라고 요청해 주세요.",
+        "en": "OpenAI rejected the bot's API key. Please ask an admin to check `OPENAI_API_KEY`.",
+    },
+    "openai.unavailable": {
+        "ko": "OpenAI에 연결하지 못했습니다. 잠시 후 같은 질문을 다시 보내 주세요.",
+        "en": "I couldn't reach OpenAI. Please send the question again in a few minutes.",
+    },
+    "openai.busy": {
+        "ko": "이전 분석이 아직 끝나지 않았습니다. 잠시 후 다시 보내 주세요.",
+        "en": "The previous analysis in this thread is still running. Please send this again shortly.",
+    },
+    "openai.rejected": {
+        "ko": "OpenAI가 요청을 거부했습니다. 질문이나 파일을 바꿔서 다시 시도해 주세요. (요청 ID: {request_id})",
+        "en": "OpenAI rejected the request. Please try a different question or file. (request id: {request_id})",
+    },
+    "openai.failed": {
+        "ko": "분석이 도중에 실패했습니다. 같은 질문을 다시 보내 주세요. (요청 ID: {request_id})",
+        "en": "The analysis failed part-way. Please send the question again. (request id: {request_id})",
+    },
+    "openai.incomplete": {
+        "ko": '_(답변이 길이 제한({reason})으로 중간에 끊겼습니다. "계속"이라고 답하면 이어서 씁니다.)_',
+        "en": '_(The answer stopped early ({reason}). Reply "continue" to get the rest.)_',
+    },
+    "slack.failed": {
+        "ko": "Slack에 답변을 올리는 중 문제가 생겼습니다. 같은 질문을 다시 보내 주세요.",
+        "en": "Slack refused part of the answer. Please send the question again.",
+    },
+    "error.unexpected": {
+        "ko": "예상하지 못한 오류가 발생했습니다. 같은 질문을 다시 보내 주세요. 계속되면 관리자에게 알려 주세요.",
+        "en": "Something unexpected went wrong. Please send the question again; if it keeps happening, tell an admin.",
+    },
+}
+
+
+def detect_language(text: str) -> Language:
+    """Korean if the message (without Slack mentions and links) contains Hangul, else English."""
+    return "ko" if _HANGUL.search(_SLACK_TOKENS.sub("", text)) else "en"
+
+
+def t(key: str, lang: Language, **params: object) -> str:
+    """The sentence for `key` in `lang` with `params` filled in; missing params show as '-'."""
+    template = MESSAGES[key][lang]
+    return template.format_map(_Defaulting({k: str(v) for k, v in params.items() if v is not None}))
+
+
+class _Defaulting(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return "-"

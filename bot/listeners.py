@@ -1,0 +1,101 @@
+"""Slack events -> is it ours? -> a recorded turn handed to the thread's queue. No API calls here.
+
+Both `app_mention` and `message` events arrive for a mention in a channel; the store records each
+(team, channel, ts) once, so the first delivery wins and the rest (and Slack's retries) are dropped.
+The app runs with `process_before_response=True`, so a turn is in the database before Slack is
+acknowledged: an acknowledged message is never lost, even if the process dies right after.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
+
+from bot.domain import SlackFile, ThreadKey, mentions
+from bot.scheduler import TurnScheduler
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+# Message subtypes that are a person saying something; everything else (edits, deletions, joins,
+# bot_message, …) is ignored.
+USER_SUBTYPES = {None, "file_share", "thread_broadcast"}
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A user message that may be for the bot."""
+
+    thread: ThreadKey
+    ts: str
+    user_id: str
+    text: str
+    files: tuple[SlackFile, ...]
+    is_thread_reply: bool
+    starts_session: bool
+
+
+def classify(event: dict[str, Any], *, team_id: str, bot_user_id: str | None) -> Incoming | None:
+    """Decide whether an `app_mention` or `message` event is a user message for the bot.
+
+    Returns None for everything the bot ignores: edits, deletions and system subtypes, other bots,
+    the bot itself, and channel messages that neither mention the bot nor reply in a thread.
+    `starts_session` is False for thread replies without a mention: those count only in threads
+    where the bot already has a session.
+    """
+    if event.get("subtype") not in USER_SUBTYPES or event.get("edited") or event.get("hidden"):
+        return None
+    user = event.get("user")
+    if not user or event.get("bot_id") or event.get("bot_profile") or user == bot_user_id:
+        return None
+    channel = event.get("channel")
+    ts = event.get("ts")
+    if not channel or not ts:
+        return None
+    text = str(event.get("text") or "")
+    thread_ts = event.get("thread_ts")
+    is_reply = bool(thread_ts) and thread_ts != ts
+    is_dm = event.get("channel_type") == "im" or str(channel).startswith("D")
+    addressed = event.get("type") == "app_mention" or (bot_user_id is not None and mentions(text, bot_user_id))
+    if not (is_dm or addressed or is_reply):
+        return None
+    return Incoming(
+        thread=ThreadKey(team_id, str(channel), str(thread_ts if is_reply else ts)),
+        ts=str(ts),
+        user_id=str(user),
+        text=text,
+        files=tuple(SlackFile.from_slack(f) for f in event.get("files") or [] if f.get("id")),
+        is_thread_reply=is_reply,
+        starts_session=is_dm or addressed,
+    )
+
+
+def register(app: AsyncApp, *, store: Store, scheduler: TurnScheduler) -> None:
+    """All of the bot's Slack entry points."""
+
+    async def on_user_message(event: dict[str, Any], context: AsyncBoltContext, body: dict[str, Any]) -> None:
+        team_id = context.team_id or body.get("team_id") or event.get("team") or ""
+        incoming = classify(event, team_id=team_id, bot_user_id=context.bot_user_id)
+        if incoming is None:
+            return
+        turn = await store.accept_message(
+            thread=incoming.thread,
+            ts=incoming.ts,
+            user_id=incoming.user_id,
+            text=incoming.text,
+            files=incoming.files,
+            is_thread_reply=incoming.is_thread_reply,
+            starts_session=incoming.starts_session,
+        )
+        if turn is None:
+            log.debug("ignored duplicate or session-less message %s in %s", incoming.ts, incoming.thread)
+            return
+        log.info("turn %s accepted in %s", turn.id, turn.thread)
+        scheduler.submit(turn)
+
+    app.event("app_mention")(on_user_message)
+    app.event("message")(on_user_message)

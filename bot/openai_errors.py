@@ -1,0 +1,49 @@
+"""Converts `openai` SDK exceptions into our error tree (the only module that switches on them)."""
+
+from __future__ import annotations
+
+import openai
+
+from bot.errors import (
+    BotError,
+    ContainerExpired,
+    OpenAIAuthFailed,
+    OpenAIBusy,
+    OpenAIQuotaExhausted,
+    OpenAIRateLimited,
+    OpenAIRejected,
+    OpenAIUnavailable,
+)
+
+
+def is_conversation_locked(exc: BaseException) -> bool:
+    return isinstance(exc, openai.BadRequestError) and exc.code == "conversation_locked"
+
+
+def mentions_expired_container(message: str) -> bool:
+    text = message.lower()
+    return "container is expired" in text or "expected container_id" in text or "container expired" in text
+
+
+def convert(exc: openai.OpenAIError) -> BotError:
+    """Our error for an SDK exception, carrying the request id for the log and the user message."""
+    request_id = getattr(exc, "request_id", None)
+    detail = f"{exc.__class__.__name__}: {getattr(exc, 'message', str(exc))}"
+    if isinstance(exc, openai.APITimeoutError | openai.APIConnectionError):
+        return OpenAIUnavailable(detail, request_id=request_id)
+    if not isinstance(exc, openai.APIStatusError):
+        return OpenAIUnavailable(detail, request_id=request_id)
+    code = exc.code or ""
+    if isinstance(exc, openai.RateLimitError):
+        if code == "insufficient_quota" or getattr(exc, "type", None) == "insufficient_quota":
+            return OpenAIQuotaExhausted(detail, request_id=request_id)
+        return OpenAIRateLimited(detail, request_id=request_id)
+    if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        return OpenAIAuthFailed(detail, request_id=request_id)
+    if is_conversation_locked(exc):
+        return OpenAIBusy(detail, request_id=request_id)
+    if isinstance(exc, openai.BadRequestError) and mentions_expired_container(str(exc.message)):
+        return ContainerExpired(detail, request_id=request_id)
+    if exc.status_code >= 500 or exc.status_code in (408, 409):
+        return OpenAIUnavailable(detail, request_id=request_id)
+    return OpenAIRejected(detail, request_id=request_id)

@@ -1,0 +1,212 @@
+"""Our answer in Slack: thread status, streamed text with a posting fallback, notices and uploads.
+
+Never imports `openai`; it is driven by `conductor.py` with plain text and file bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.domain import ThreadKey
+from bot.errors import SlackProblem
+from bot.render import SLACK_MARKDOWN_LIMIT_CHARS, StreamScrubber, split_markdown
+
+log = logging.getLogger(__name__)
+
+# chat.appendStream is Tier 4 (100+/min): batch deltas instead of one call per token.
+FLUSH_INTERVAL_S = 0.6
+FLUSH_CHARS = 400
+STREAM_CLOSED_ERRORS = {"message_not_in_streaming_state", "streaming_state_conflict", "message_not_found"}
+
+
+class ThreadReply:
+    """What the bot shows in one thread for one turn. Not safe for concurrent use (one per turn)."""
+
+    def __init__(self, *, client: AsyncWebClient, thread: ThreadKey, recipient_user_id: str) -> None:
+        self._client = client
+        self._thread = thread
+        self._recipient = recipient_user_id
+        self._scrubber = StreamScrubber()
+        self._pending = ""
+        self._message_ts: str | None = None  # the message being written
+        self._message_text = ""  # what that message shows so far
+        self._streaming = False  # True while `_message_ts` is an open chat stream
+        self._use_streams = True  # False after chat.startStream was refused: post and update instead
+        self._last_flush = 0.0
+        self.first_ts: str | None = None
+        self.delivered_chars = 0
+
+    # ---- status ---------------------------------------------------------------------------------------
+
+    async def set_status(self, status: str) -> None:
+        """Show `status` as the thread's "is …" indicator ("" clears it). Failures are only logged."""
+        try:
+            await self._client.assistant_threads_setStatus(
+                channel_id=self._thread.channel, thread_ts=self._thread.thread_ts, status=status
+            )
+        except SlackApiError as exc:
+            log.warning("setStatus failed in %s: %s", self._thread, exc.response.get("error"))
+
+    # ---- streamed text --------------------------------------------------------------------------------
+
+    @property
+    def has_text(self) -> bool:
+        return bool(self._message_text or self._pending or self.delivered_chars)
+
+    async def write(self, text: str) -> None:
+        """Add answer text; it reaches Slack in batches (the first piece at once)."""
+        self._pending += self._scrubber.feed(text)
+        due = time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S
+        if self._pending and (self._message_ts is None or due or len(self._pending) >= FLUSH_CHARS):
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Send buffered text now."""
+        if not self._pending:
+            return
+        text, self._pending = self._pending, ""
+        self._last_flush = time.monotonic()
+        for piece in self._pieces(text):
+            await self._send(piece)
+
+    def _pieces(self, text: str) -> list[str]:
+        room = SLACK_MARKDOWN_LIMIT_CHARS - len(self._message_text)
+        if len(text) <= room:
+            return [text]
+        # Start a new message for what does not fit; split long text at paragraph boundaries.
+        return ["\n", *split_markdown(text)] if self._message_ts else split_markdown(text)
+
+    async def _send(self, piece: str) -> None:
+        if piece == "\n" and self._message_ts is not None:
+            await self._close_message()
+            return
+        if self._message_ts is not None and len(self._message_text) + len(piece) > SLACK_MARKDOWN_LIMIT_CHARS:
+            await self._close_message()
+        if self._message_ts is None:
+            await self._open_message(piece)
+        elif self._streaming:
+            await self._append(piece)
+        else:
+            await self._update(self._message_text + piece)
+        self.delivered_chars += len(piece)
+
+    async def _open_message(self, text: str) -> None:
+        if self._use_streams:
+            try:
+                response = await self._client.chat_startStream(
+                    channel=self._thread.channel,
+                    thread_ts=self._thread.thread_ts,
+                    recipient_team_id=self._thread.team_id,
+                    recipient_user_id=self._recipient,
+                    markdown_text=text,
+                )
+                self._started(str(response["ts"]), text, streaming=True)
+                return
+            except SlackApiError as exc:
+                log.warning(
+                    "chat.startStream refused in %s (%s); posting instead", self._thread, exc.response.get("error")
+                )
+                self._use_streams = False
+        ts = await self._post(text)
+        self._started(ts, text, streaming=False)
+
+    def _started(self, ts: str, text: str, *, streaming: bool) -> None:
+        self._message_ts, self._message_text, self._streaming = ts, text, streaming
+        if self.first_ts is None:
+            self.first_ts = ts
+
+    async def _append(self, piece: str) -> None:
+        assert self._message_ts is not None
+        try:
+            await self._client.chat_appendStream(channel=self._thread.channel, ts=self._message_ts, markdown_text=piece)
+            self._message_text += piece
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", ""))
+            if error not in STREAM_CLOSED_ERRORS:
+                raise SlackProblem(f"chat.appendStream: {error}", slack_error=error) from exc
+            # Slack closed the stream (it expires after a few minutes): show the text by editing,
+            # and carry on in a new message.
+            log.info("stream %s closed by Slack (%s); continuing without it", self._message_ts, error)
+            self._streaming = False
+            await self._update(self._message_text + piece)
+
+    async def _update(self, text: str) -> None:
+        assert self._message_ts is not None
+        try:
+            await self._client.chat_update(channel=self._thread.channel, ts=self._message_ts, markdown_text=text)
+            self._message_text = text
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", ""))
+            log.warning("chat.update failed (%s); posting the rest as a new message", error)
+            rest = text[len(self._message_text) :]
+            self._message_ts = None
+            self._message_text = ""
+            if rest:
+                self._started(await self._post(rest), rest, streaming=False)
+
+    async def _close_message(self, blocks: list[dict[str, Any]] | None = None) -> None:
+        if self._message_ts is not None and self._streaming:
+            try:
+                await self._client.chat_stopStream(channel=self._thread.channel, ts=self._message_ts, blocks=blocks)
+            except SlackApiError as exc:
+                # The text is already shown; a stream Slack closed itself needs no stop.
+                log.info("chat.stopStream failed (%s) for %s", exc.response.get("error"), self._message_ts)
+        self._message_ts, self._message_text, self._streaming = None, "", False
+
+    async def finish(self) -> None:
+        """Flush the rest of the text and close the answer message."""
+        self._pending += self._scrubber.flush()
+        await self.flush()
+        await self._close_message()
+
+    # ---- separate messages -----------------------------------------------------------------------------
+
+    async def notice(self, text: str) -> None:
+        """Post `text` as its own message in the thread (errors, file problems)."""
+        await self._post(text)
+
+    async def _post(self, text: str) -> str:
+        try:
+            response = await self._client.chat_postMessage(
+                channel=self._thread.channel, thread_ts=self._thread.thread_ts, markdown_text=text
+            )
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", ""))
+            raise SlackProblem(f"chat.postMessage: {error}", slack_error=error) from exc
+        ts = str(response["ts"])
+        if self.first_ts is None:
+            self.first_ts = ts
+        return ts
+
+    async def upload(self, *, filename: str, data: bytes, title: str) -> None:
+        """Share a file in the thread."""
+        try:
+            await self._client.files_upload_v2(
+                channel=self._thread.channel,
+                thread_ts=self._thread.thread_ts,
+                content=data,
+                filename=filename,
+                title=title,
+            )
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", ""))
+            raise SlackProblem(f"files_upload_v2 {filename}: {error}", slack_error=error) from exc
+
+    async def mark_interrupted(self, ts: str, note: str) -> None:
+        """Replace a partial answer that a restart cut short with `note` (best effort).
+
+        The turn is answered again in full afterwards, so the partial text would only duplicate it.
+        """
+        try:
+            await self._client.chat_stopStream(channel=self._thread.channel, ts=ts)
+        except SlackApiError as exc:
+            log.debug("stopStream on interrupted %s: %s", ts, exc.response.get("error"))
+        try:
+            await self._client.chat_update(channel=self._thread.channel, ts=ts, markdown_text=note)
+        except SlackApiError as exc:
+            log.info("could not mark interrupted answer %s: %s", ts, exc.response.get("error"))

@@ -1,0 +1,99 @@
+"""Runs turns: one at a time per Slack thread, in arrival order; different threads concurrently."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+
+from bot.domain import ThreadKey, Turn
+
+log = logging.getLogger(__name__)
+
+RunTurn = Callable[[Turn], Awaitable[None]]
+
+
+class TurnScheduler:
+    """Owns one worker task per busy thread; each worker drains its thread's queue in order.
+
+    `run_turn` must not raise for ordinary failures (it reports them itself); anything it does raise
+    is logged and the worker moves on to the next turn.
+    """
+
+    def __init__(self, run_turn: RunTurn, *, max_concurrent: int = 16) -> None:
+        self._run_turn = run_turn
+        self._queues: dict[ThreadKey, deque[Turn]] = {}
+        self._workers: dict[ThreadKey, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(max_concurrent)
+        self._closing = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def accepting(self) -> bool:
+        return not self._closing
+
+    def submit(self, turn: Turn) -> None:
+        """Queue `turn` behind earlier turns of its thread. Ignored once `close()` started."""
+        if self._closing:
+            return
+        queue = self._queues.setdefault(turn.thread, deque())
+        if any(queued.id == turn.id for queued in queue):
+            return
+        queue.append(turn)
+        if turn.thread not in self._workers:
+            self._idle.clear()
+            self._workers[turn.thread] = asyncio.create_task(
+                self._drain(turn.thread), name=f"thread-{turn.thread.channel}-{turn.thread.thread_ts}"
+            )
+
+    def pending(self) -> int:
+        """Turns queued or running."""
+        return sum(len(q) for q in self._queues.values())
+
+    async def _drain(self, thread: ThreadKey) -> None:
+        queue = self._queues[thread]
+        try:
+            while queue and not self._closing:
+                turn = queue[0]
+                async with self._slots:
+                    try:
+                        await self._run_turn(turn)
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:
+                        log.exception("turn %s crashed", turn.id)
+                if queue and queue[0] is turn:
+                    queue.popleft()
+        finally:
+            self._workers.pop(thread, None)
+            if not queue:
+                self._queues.pop(thread, None)
+            if not self._workers:
+                self._idle.set()
+
+    async def wait_idle(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
+        """Wait until no turn is queued or running; True if that happened within `timeout`."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self, *, grace_s: float) -> None:
+        """Stop taking turns; let running ones finish for `grace_s`, then cancel the rest.
+
+        Turns not finished stay unfinished in the store and are picked up after the next start.
+        """
+        self._closing = True
+        workers = list(self._workers.values())
+        if not workers:
+            return
+        _done, still_running = await asyncio.wait(workers, timeout=grace_s)
+        for task in still_running:
+            task.cancel()
+        for task in still_running:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

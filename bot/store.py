@@ -1,0 +1,377 @@
+"""Durable state: thread sessions, their files, turns (exactly-once and pending work), delivered outputs.
+
+SQLAlchemy Core on an async engine: SQLite through aiosqlite by default, PostgreSQL through asyncpg.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from bot.domain import Session, SlackFile, ThreadFile, ThreadKey, Turn
+
+metadata = sa.MetaData()
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("team_id", sa.String(32), primary_key=True),
+    sa.Column("channel", sa.String(32), primary_key=True),
+    sa.Column("thread_ts", sa.String(32), primary_key=True),
+    sa.Column("conversation_id", sa.String(128)),
+    sa.Column("container_id", sa.String(128)),
+    sa.Column("root_checked", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+thread_files = sa.Table(
+    "thread_files",
+    metadata,
+    sa.Column("team_id", sa.String(32), primary_key=True),
+    sa.Column("channel", sa.String(32), primary_key=True),
+    sa.Column("thread_ts", sa.String(32), primary_key=True),
+    sa.Column("slack_file_id", sa.String(64), primary_key=True),
+    sa.Column("openai_file_id", sa.String(128), nullable=False),
+    sa.Column("filename", sa.String(512), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+turns = sa.Table(
+    "turns",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("team_id", sa.String(32), nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("ts", sa.String(32), nullable=False),
+    sa.Column("thread_ts", sa.String(32), nullable=False),
+    sa.Column("user_id", sa.String(32), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("files_json", sa.Text, nullable=False, default="[]"),
+    sa.Column("is_thread_reply", sa.Boolean, nullable=False, default=False),
+    # pending -> running -> done | failed
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("reply_ts", sa.String(32)),
+    sa.Column("response_id", sa.String(128)),
+    sa.Column("outcome", sa.String(64)),
+    sa.Column("model", sa.String(128)),
+    sa.Column("input_tokens", sa.Integer),
+    sa.Column("output_tokens", sa.Integer),
+    sa.Column("duration_s", sa.Float),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("team_id", "channel", "ts", name="uq_turns_message"),
+)
+
+delivered_outputs = sa.Table(
+    "delivered_outputs",
+    metadata,
+    sa.Column("container_id", sa.String(128), primary_key=True),
+    sa.Column("file_id", sa.String(128), primary_key=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+UNFINISHED = ("pending", "running")
+
+
+def async_database_url(url: str) -> str:
+    """Map `sqlite:///x` and `postgresql://…` to the async drivers' URL schemes."""
+    if url.startswith("sqlite+aiosqlite://") or url.startswith("postgresql+asyncpg://"):
+        return url
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+    for prefix in ("postgresql://", "postgres://", "postgresql+psycopg2://", "postgresql+psycopg://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    return url
+
+
+class Store:
+    """Async access to the bot's tables. Create with `await Store.open(url)`; close with `close()`."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._dialect = engine.dialect.name
+
+    @classmethod
+    async def open(cls, database_url: str) -> Store:
+        """Connect, create missing tables, and return the store."""
+        url = async_database_url(database_url)
+        kwargs: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            kwargs["connect_args"] = {"timeout": 30}
+        engine = create_async_engine(url, **kwargs)
+        if engine.dialect.name == "sqlite":
+
+            @sa.event.listens_for(engine.sync_engine, "connect")
+            def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+                cursor = dbapi_conn.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+                cursor.execute("PRAGMA busy_timeout=30000")
+                cursor.close()
+
+        async with engine.begin() as conn:
+            await conn.run_sync(metadata.create_all)
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    def _insert(self, table: sa.Table) -> Any:
+        if self._dialect == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
+
+    # ---- sessions ---------------------------------------------------------------------------------------
+
+    async def accept_message(
+        self,
+        *,
+        thread: ThreadKey,
+        ts: str,
+        user_id: str,
+        text: str,
+        files: Sequence[SlackFile],
+        is_thread_reply: bool,
+        starts_session: bool,
+    ) -> Turn | None:
+        """Record a user message as a pending turn, exactly once.
+
+        With `starts_session` the thread's session is created if missing; otherwise the message is
+        only accepted when the thread already has a session. Returns the new turn, or None when the
+        message is not ours or was already recorded (a duplicate delivery).
+        """
+        now = time.time()
+        async with self._engine.begin() as conn:
+            if starts_session:
+                await conn.execute(
+                    self._insert(sessions)
+                    .values(
+                        team_id=thread.team_id,
+                        channel=thread.channel,
+                        thread_ts=thread.thread_ts,
+                        root_checked=not is_thread_reply,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    .on_conflict_do_nothing()
+                )
+            elif await self._session_row(conn, thread) is None:
+                return None
+            result = await conn.execute(
+                self._insert(turns)
+                .values(
+                    team_id=thread.team_id,
+                    channel=thread.channel,
+                    ts=ts,
+                    thread_ts=thread.thread_ts,
+                    user_id=user_id,
+                    text=text,
+                    files_json=json.dumps([f.to_json() for f in files]),
+                    is_thread_reply=is_thread_reply,
+                    status="pending",
+                    attempts=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+                .on_conflict_do_nothing()
+                .returning(turns.c.id)
+            )
+            row = result.first()
+            if row is None:
+                return None
+            return Turn(
+                id=int(row[0]),
+                thread=thread,
+                ts=ts,
+                user_id=user_id,
+                text=text,
+                files=tuple(files),
+                is_thread_reply=is_thread_reply,
+            )
+
+    async def _session_row(self, conn: AsyncConnection, thread: ThreadKey) -> sa.Row[Any] | None:
+        result = await conn.execute(sa.select(sessions).where(*_thread_where(sessions, thread)))
+        return result.first()
+
+    async def session(self, thread: ThreadKey) -> Session | None:
+        """The thread's session, or None if the bot has never been asked in this thread."""
+        async with self._engine.connect() as conn:
+            row = await self._session_row(conn, thread)
+        if row is None:
+            return None
+        return Session(
+            thread=thread,
+            conversation_id=row.conversation_id,
+            container_id=row.container_id,
+            root_checked=bool(row.root_checked),
+        )
+
+    async def has_session(self, thread: ThreadKey) -> bool:
+        return await self.session(thread) is not None
+
+    async def update_session(self, thread: ThreadKey, **values: Any) -> None:
+        """Set `conversation_id`, `container_id` and/or `root_checked` of an existing session."""
+        allowed = {"conversation_id", "container_id", "root_checked"}
+        if not values.keys() <= allowed:
+            raise ValueError(f"unknown session fields: {set(values) - allowed}")
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sa.update(sessions).where(*_thread_where(sessions, thread)).values(**values, updated_at=time.time())
+            )
+
+    # ---- files ------------------------------------------------------------------------------------------
+
+    async def thread_files(self, thread: ThreadKey) -> list[ThreadFile]:
+        """The thread's files in the order they were added."""
+        async with self._engine.connect() as conn:
+            result = await conn.execute(
+                sa.select(thread_files)
+                .where(*_thread_where(thread_files, thread))
+                .order_by(thread_files.c.created_at, thread_files.c.slack_file_id)
+            )
+            rows = result.all()
+        return [
+            ThreadFile(
+                slack_file_id=r.slack_file_id,
+                openai_file_id=r.openai_file_id,
+                filename=r.filename,
+                size_bytes=int(r.size_bytes),
+                description=r.description or "",
+            )
+            for r in rows
+        ]
+
+    async def add_thread_file(self, thread: ThreadKey, file: ThreadFile) -> None:
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                self._insert(thread_files)
+                .values(
+                    team_id=thread.team_id,
+                    channel=thread.channel,
+                    thread_ts=thread.thread_ts,
+                    slack_file_id=file.slack_file_id,
+                    openai_file_id=file.openai_file_id,
+                    filename=file.filename,
+                    size_bytes=file.size_bytes,
+                    description=file.description,
+                    created_at=time.time(),
+                )
+                .on_conflict_do_nothing()
+            )
+
+    # ---- turns ------------------------------------------------------------------------------------------
+
+    async def start_turn(self, turn_id: int) -> None:
+        """Mark a turn running and count the attempt."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sa.update(turns)
+                .where(turns.c.id == turn_id)
+                .values(status="running", attempts=turns.c.attempts + 1, updated_at=time.time())
+            )
+
+    async def set_reply_ts(self, turn_id: int, reply_ts: str) -> None:
+        """Remember the Slack message that carries the answer (to mark it if the turn is interrupted)."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sa.update(turns).where(turns.c.id == turn_id).values(reply_ts=reply_ts, updated_at=time.time())
+            )
+
+    async def finish_turn(
+        self,
+        turn_id: int,
+        *,
+        status: str,
+        outcome: str,
+        response_id: str | None = None,
+        model: str | None = None,
+        input_tokens: int | None = None,
+        output_tokens: int | None = None,
+        duration_s: float | None = None,
+    ) -> None:
+        """Mark a turn `done` or `failed` with a short outcome code and its usage; it will not run again."""
+        if status not in {"done", "failed"}:
+            raise ValueError(status)
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sa.update(turns)
+                .where(turns.c.id == turn_id)
+                .values(
+                    status=status,
+                    outcome=outcome,
+                    response_id=response_id,
+                    model=model,
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                    duration_s=duration_s,
+                    updated_at=time.time(),
+                )
+            )
+
+    async def unfinished_turns(self) -> list[Turn]:
+        """Turns acknowledged but not answered (pending or interrupted), oldest first."""
+        async with self._engine.connect() as conn:
+            result = await conn.execute(sa.select(turns).where(turns.c.status.in_(UNFINISHED)).order_by(turns.c.id))
+            rows = result.all()
+        return [_turn_from_row(r) for r in rows]
+
+    async def turn_status(self, turn_id: int) -> str | None:
+        async with self._engine.connect() as conn:
+            result = await conn.execute(sa.select(turns.c.status).where(turns.c.id == turn_id))
+            row = result.first()
+        return None if row is None else str(row[0])
+
+    # ---- generated outputs -----------------------------------------------------------------------------
+
+    async def claim_output(self, container_id: str, file_id: str) -> bool:
+        """Claim a model-generated file for upload; False if it was already delivered."""
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                self._insert(delivered_outputs)
+                .values(container_id=container_id, file_id=file_id, created_at=time.time())
+                .on_conflict_do_nothing()
+                .returning(delivered_outputs.c.file_id)
+            )
+            return result.first() is not None
+
+    async def release_output(self, container_id: str, file_id: str) -> None:
+        """Undo `claim_output` after a failed upload so a later turn can try again."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sa.delete(delivered_outputs).where(
+                    delivered_outputs.c.container_id == container_id, delivered_outputs.c.file_id == file_id
+                )
+            )
+
+
+def _thread_where(table: sa.Table, thread: ThreadKey) -> tuple[sa.ColumnElement[bool], ...]:
+    return (
+        table.c.team_id == thread.team_id,
+        table.c.channel == thread.channel,
+        table.c.thread_ts == thread.thread_ts,
+    )
+
+
+def _turn_from_row(r: sa.Row[Any]) -> Turn:
+    return Turn(
+        id=int(r.id),
+        thread=ThreadKey(r.team_id, r.channel, r.thread_ts),
+        ts=r.ts,
+        user_id=r.user_id,
+        text=r.text,
+        files=tuple(SlackFile.from_slack(f) for f in json.loads(r.files_json or "[]")),
+        is_thread_reply=bool(r.is_thread_reply),
+        attempts=int(r.attempts),
+        reply_ts=r.reply_ts,
+    )

@@ -1,0 +1,175 @@
+"""One turn against the Responses API: request, stream, and OpenAI's events turned into ours."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import openai
+
+from bot.errors import ContainerExpired, OpenAIBusy, OpenAIUnavailable, ResponseFailed
+from bot.events import FileCited, ImageOutput, Progress, TextDelta, TurnDone, TurnEvent, Usage
+from bot.openai_errors import convert, is_conversation_locked, mentions_expired_container
+
+log = logging.getLogger(__name__)
+
+# Back-off while another response holds the conversation (HTTP 400 conversation_locked).
+LOCK_RETRY_DELAYS_S: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
+# No event for this long means the stream is dead; a working analysis keeps sending events.
+IDLE_TIMEOUT_S = 300.0
+MAX_TOOL_CALLS = 12
+
+
+class TurnRunner:
+    """Sends one user turn to a conversation and yields `TurnEvent`s as the response streams."""
+
+    def __init__(
+        self,
+        client: openai.AsyncOpenAI,
+        *,
+        model: str,
+        instructions: str,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
+        lock_retry_delays_s: Sequence[float] = LOCK_RETRY_DELAYS_S,
+    ) -> None:
+        self._client = client
+        self._model = model
+        self._instructions = instructions
+        self._idle_timeout_s = idle_timeout_s
+        self._lock_retry_delays_s = tuple(lock_retry_delays_s)
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    async def stream(
+        self, *, conversation_id: str, container_id: str, input_text: str, metadata: dict[str, str] | None = None
+    ) -> AsyncIterator[TurnEvent]:
+        """Yield the turn's events; the last one is `TurnDone`.
+
+        Raises `ContainerExpired` (the caller replaces the container and calls again), `OpenAIBusy`
+        when the conversation stayed locked, `ResponseFailed`, or another `OpenAIProblem`.
+        """
+        stream = await self._open(conversation_id, container_id, input_text, metadata or {})
+        request_id = _request_id(stream)
+        try:
+            async for event in self._events(stream, request_id):
+                yield event
+        finally:
+            await stream.close()
+
+    async def _open(self, conversation_id: str, container_id: str, input_text: str, metadata: dict[str, str]) -> Any:
+        delays = iter(self._lock_retry_delays_s)
+        while True:
+            try:
+                return await self._client.responses.create(
+                    model=self._model,
+                    instructions=self._instructions,
+                    conversation=conversation_id,
+                    input=[{"role": "user", "content": [{"type": "input_text", "text": input_text}]}],
+                    tools=[{"type": "code_interpreter", "container": container_id}],
+                    tool_choice="auto",
+                    include=["code_interpreter_call.outputs"],
+                    max_tool_calls=MAX_TOOL_CALLS,
+                    store=True,
+                    stream=True,
+                    metadata=metadata,
+                )
+            except openai.OpenAIError as exc:
+                if is_conversation_locked(exc):
+                    delay = next(delays, None)
+                    if delay is not None:
+                        log.info("conversation %s locked; retrying in %.1fs", conversation_id, delay)
+                        await asyncio.sleep(delay)
+                        continue
+                    raise OpenAIBusy(str(exc), request_id=getattr(exc, "request_id", None)) from exc
+                raise convert(exc) from exc
+
+    async def _events(self, stream: Any, request_id: str | None) -> AsyncIterator[TurnEvent]:
+        iterator = stream.__aiter__()
+        container_ids: list[str] = []
+        while True:
+            try:
+                event = await asyncio.wait_for(iterator.__anext__(), self._idle_timeout_s)
+            except StopAsyncIteration:
+                raise OpenAIUnavailable("stream ended without a terminal event", request_id=request_id) from None
+            except TimeoutError:
+                raise OpenAIUnavailable(f"no event for {self._idle_timeout_s:.0f}s", request_id=request_id) from None
+            except openai.OpenAIError as exc:
+                raise convert(exc) from exc
+            kind = event.type
+            if kind == "response.output_text.delta":
+                yield TextDelta(event.delta)
+            elif kind == "response.output_item.added":
+                phase = {"code_interpreter_call": "running_python", "reasoning": "reasoning", "message": "writing"}
+                if event.item.type in phase:
+                    yield Progress(phase[event.item.type])  # type: ignore[arg-type]
+            elif kind == "response.output_item.done" and event.item.type == "code_interpreter_call":
+                item = event.item
+                if item.container_id and item.container_id not in container_ids:
+                    container_ids.append(item.container_id)
+                for output in item.outputs or []:
+                    if output.type == "image" and (data := _data_url_bytes(output.url)) is not None:
+                        yield ImageOutput(data=data, container_id=item.container_id)
+            elif kind == "response.output_text.annotation.added":
+                annotation = _as_dict(event.annotation)
+                if annotation.get("type") == "container_file_citation":
+                    yield FileCited(
+                        container_id=str(annotation["container_id"]),
+                        file_id=str(annotation["file_id"]),
+                        filename=str(annotation.get("filename") or annotation["file_id"]),
+                    )
+            elif kind in ("response.completed", "response.incomplete"):
+                response = event.response
+                usage = Usage(
+                    input_tokens=getattr(response.usage, "input_tokens", 0) or 0,
+                    output_tokens=getattr(response.usage, "output_tokens", 0) or 0,
+                )
+                reason = None
+                if kind == "response.incomplete":
+                    details = response.incomplete_details
+                    reason = (details.reason if details else None) or "incomplete"
+                yield TurnDone(
+                    response_id=response.id,
+                    container_ids=tuple(container_ids),
+                    usage=usage,
+                    incomplete_reason=reason,
+                )
+                return
+            elif kind == "response.failed":
+                error = event.response.error
+                message = error.message if error else "response failed"
+                if mentions_expired_container(message):
+                    raise ContainerExpired(message, request_id=request_id)
+                code = error.code if error else "unknown"
+                raise ResponseFailed(f"{code}: {message} ({event.response.id})", request_id=request_id)
+            elif kind == "error":
+                message = str(getattr(event, "message", "") or "")
+                if mentions_expired_container(message):
+                    raise ContainerExpired(message, request_id=request_id)
+                raise ResponseFailed(f"{getattr(event, 'code', None)}: {message}", request_id=request_id)
+
+
+def _request_id(stream: Any) -> str | None:
+    response = getattr(stream, "response", None)
+    headers = getattr(response, "headers", None)
+    return headers.get("x-request-id") if headers is not None else None
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    if isinstance(obj, dict):
+        return obj
+    dump = getattr(obj, "model_dump", None)
+    return dump() if callable(dump) else {}
+
+
+def _data_url_bytes(url: str) -> bytes | None:
+    if not url.startswith("data:") or ";base64," not in url:
+        return None
+    try:
+        return base64.b64decode(url.split(";base64,", 1)[1], validate=False)
+    except ValueError:
+        return None

@@ -1,0 +1,135 @@
+"""OpenAI-side state of a thread: its conversation, its code-interpreter container and files in them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import openai
+
+from bot.domain import ThreadKey
+from bot.errors import FileUploadFailed
+from bot.openai_errors import convert
+
+log = logging.getLogger(__name__)
+
+CONTAINER_IDLE_MINUTES = 20
+
+
+@dataclass(frozen=True)
+class GeneratedFile:
+    """A file the model wrote in the container."""
+
+    container_id: str
+    file_id: str
+    filename: str
+    created_at: int
+
+
+class Workspace:
+    """Conversations, containers and files for threads, through one `AsyncOpenAI` client."""
+
+    def __init__(self, client: openai.AsyncOpenAI, *, memory_limit: str = "4g") -> None:
+        self._client = client
+        self._memory_limit = memory_limit
+
+    async def create_conversation(self, thread: ThreadKey) -> str:
+        """A new conversation tagged with the Slack thread; returns its id."""
+        try:
+            conversation = await self._client.conversations.create(
+                metadata={
+                    "slack_team": thread.team_id,
+                    "slack_channel": thread.channel,
+                    "slack_thread_ts": thread.thread_ts,
+                }
+            )
+        except openai.OpenAIError as exc:
+            raise convert(exc) from exc
+        return conversation.id
+
+    async def live_container(self, container_id: str) -> bool:
+        """True if the container still runs (this also refreshes its idle timer)."""
+        try:
+            container = await self._client.containers.retrieve(container_id)
+        except openai.NotFoundError:
+            return False
+        except openai.BadRequestError as exc:
+            log.info("container %s unusable: %s", container_id, exc.message)
+            return False
+        except openai.OpenAIError as exc:
+            raise convert(exc) from exc
+        return container.status == "running"
+
+    async def create_container(self, thread: ThreadKey, file_ids: Sequence[str]) -> str:
+        """A new container holding `file_ids` under /mnt/data; returns its id."""
+        name = f"slack-{thread.channel}-{thread.thread_ts}"
+        try:
+            container = await self._client.containers.create(
+                name=name,
+                file_ids=list(file_ids),
+                memory_limit=self._memory_limit,  # type: ignore[arg-type]
+                expires_after={"anchor": "last_active_at", "minutes": CONTAINER_IDLE_MINUTES},
+            )
+        except openai.OpenAIError as exc:
+            raise convert(exc) from exc
+        log.info("container %s created for %s with %d files", container.id, name, len(file_ids))
+        return container.id
+
+    async def add_file_to_container(self, container_id: str, file_id: str) -> None:
+        try:
+            await self._client.containers.files.create(container_id, file_id=file_id)
+        except openai.OpenAIError as exc:
+            raise convert(exc) from exc
+
+    async def upload_file(self, path: Path, *, filename: str) -> str:
+        """Upload a local file to the Files API (`purpose="user_data"`); returns the file id."""
+        try:
+            with path.open("rb") as fh:
+                created = await self._client.files.create(file=(filename, fh), purpose="user_data")
+        except openai.OpenAIError as exc:
+            err = convert(exc)
+            raise FileUploadFailed(filename, str(err), request_id=err.request_id) from exc
+        return created.id
+
+    async def user_file_paths(self, container_id: str) -> dict[str, str]:
+        """Map each user file's name to its path in the container (OpenAI chooses the path)."""
+        paths: dict[str, str] = {}
+        try:
+            async for item in self._client.containers.files.list(container_id, order="asc", limit=100):
+                if item.source == "user":
+                    name = Path(item.path).name
+                    paths[name] = item.path
+                    # Some paths carry a prefix before the original name ("<id>-name.csv").
+                    if "-" in name:
+                        paths.setdefault(name.split("-", 1)[1], item.path)
+        except openai.OpenAIError as exc:
+            raise convert(exc) from exc
+        return paths
+
+    async def generated_files(self, container_id: str) -> list[GeneratedFile]:
+        """Files the model created in the container (`source == "assistant"`), oldest first."""
+        found: list[GeneratedFile] = []
+        try:
+            async for item in self._client.containers.files.list(container_id, order="asc", limit=100):
+                if item.source == "assistant":
+                    found.append(
+                        GeneratedFile(
+                            container_id=container_id,
+                            file_id=item.id,
+                            filename=Path(item.path).name,
+                            created_at=item.created_at,
+                        )
+                    )
+        except openai.OpenAIError as exc:
+            raise convert(exc) from exc
+        return found
+
+    async def download(self, container_id: str, file_id: str) -> bytes:
+        """The bytes of a file in a container."""
+        try:
+            content = await self._client.containers.files.content.retrieve(file_id, container_id=container_id)
+        except openai.OpenAIError as exc:
+            raise convert(exc) from exc
+        return content.content
