@@ -1,0 +1,1218 @@
+"""Loopback fake of OpenAI's Files, Conversations, Containers and Responses APIs.
+
+`FakeOpenAI` is an aiohttp server on 127.0.0.1 that answers with the JSON shapes, SSE event order,
+error bodies and limits of the real API (``/work/shared/reference/openai-api.md``), so the real
+``openai.AsyncOpenAI`` client can be pointed at it::
+
+    async with FakeOpenAI() as oai:
+        client = AsyncOpenAI(base_url=oai.base_url, api_key="sk-test", max_retries=0)
+        oai.scripts.append(Script(text="North grew fastest.", code="df.plot()",
+                                  files=[GeneratedFile("chart.png", png_bytes)]))
+        ...
+
+What each response does is scripted with `Script`; every request is kept in `FakeOpenAI.requests`.
+Where public material does not pin the real behaviour down, the docstring says "[unverified]" and the
+fake takes the stricter reading, so that a bot which passes here does not lean on kindness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import copy
+import json
+import secrets
+import string
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+MAX_FILE_BYTES = 512 * 1024 * 1024
+FILE_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+MAX_ITEMS_PER_CALL = 20
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY_CHARS = 64
+MAX_METADATA_VALUE_CHARS = 512
+MEMORY_LIMITS = ("1g", "4g", "16g", "64g")
+TEXT_DELTA_CHARS = 20
+CODE_DELTA_CHARS = 40
+UPLOAD_CHUNK_BYTES = 256 * 1024
+INCLUDE_CODE_OUTPUTS = "code_interpreter_call.outputs"
+
+CONTAINER_EXPIRED = "Container is expired."
+CONVERSATION_LOCKED = "Another process is currently operating on this conversation. Please retry in a few seconds."
+SERVER_ERROR_MESSAGE = (
+    "An error occurred while processing your request. You can retry your request, or contact us through "
+    "our help center at help.openai.com if the error persists."
+)
+NO_KEY_MESSAGE = (
+    "You didn't provide an API key. You need to provide your API key in an Authorization header using "
+    "Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank username) if "
+    "you're accessing the API from your browser and are prompted for a username. You can obtain an API key "
+    "from https://platform.openai.com/account/api-keys."
+)
+BAD_JSON_MESSAGE = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP "
+    "library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"
+)
+
+
+@dataclass
+class RecordedRequest:
+    """One request as the fake saw it. `form` holds multipart fields; the file part is
+    recorded as ``{"filename": ..., "bytes": size}``, never its content."""
+
+    method: str
+    path: str
+    query: dict[str, Any]
+    json: Any | None
+    headers: dict[str, str]
+    form: dict[str, Any] | None = None
+
+
+@dataclass
+class GeneratedFile:
+    """A file the model writes to /mnt/data during a code run (container file, source "assistant").
+    With ``cite=True`` the answer links it and carries a ``container_file_citation`` annotation."""
+
+    filename: str
+    content: bytes
+    cite: bool = True
+
+
+@dataclass
+class Script:
+    """What one response does.
+
+    - ``text``: final assistant text, streamed in ~20-character ``output_text.delta`` pieces.
+    - ``code``/``logs``/``files``/``image_outputs``: a ``code_interpreter_call`` item before the message;
+      ``files`` land in the container, ``image_outputs`` (PNG bytes) appear only as
+      ``{"type": "image", "url": "data:image/png;base64,..."}`` outputs when the request includes
+      ``code_interpreter_call.outputs`` (otherwise ``outputs`` is null, as on the real API).
+    - ``reasoning``: a reasoning item first.
+    - ``status``: "completed", "incomplete" (max_output_tokens) or "failed" (server_error after the
+      text deltas, terminal ``response.failed``).
+    - ``error_event``: fields of a bare ``error`` event sent after the text deltas instead of a
+      terminal response event (defaults: code "server_error", the real generic message, param null).
+    - ``delay_s``: sleep after every SSE event. ``hold``: pause after the first text delta until set.
+    - ``usage``: overrides the computed usage keys.
+    """
+
+    text: str = "OK"
+    code: str | None = None
+    logs: str = ""
+    files: list[GeneratedFile] = field(default_factory=list)
+    image_outputs: list[bytes] = field(default_factory=list)
+    reasoning: bool = False
+    status: str = "completed"
+    error_event: dict[str, Any] | None = None
+    delay_s: float = 0.0
+    hold: asyncio.Event | None = None
+    usage: dict[str, Any] | None = None
+
+
+class ApiError(Exception):
+    """An HTTP error answered in OpenAI's shape: ``{"error": {message, type, param, code}}``."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = {"error": {"message": message, "type": type, "param": param, "code": code}}
+        self.headers = dict(headers or {})
+
+    def to_response(self) -> web.Response:
+        return web.json_response(self.body, status=self.status, headers=self.headers)
+
+
+def _bad(message: str, *, param: str | None = None, code: str | None = None) -> ApiError:
+    return ApiError(400, message, param=param, code=code)
+
+
+def _missing(param: str) -> ApiError:
+    return _bad(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
+
+
+def _invalid_value(param: str, value: Any, allowed: tuple[str, ...]) -> ApiError:
+    quoted = [f"'{a}'" for a in allowed]
+    listed = ", ".join(quoted[:-1]) + f", and {quoted[-1]}" if len(quoted) > 2 else " and ".join(quoted)
+    return _bad(f"Invalid value: '{value}'. Supported values are: {listed}.", param=param, code="invalid_value")
+
+
+def _hex_id(prefix: str) -> str:
+    return prefix + secrets.token_hex(24)
+
+
+def _file_id() -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "file-" + "".join(secrets.choice(alphabet) for _ in range(22))
+
+
+def _item_id(kind: str) -> str:
+    prefixes = {"message": "msg_", "reasoning": "rs_", "code_interpreter_call": "ci_"}
+    return _hex_id(prefixes.get(kind, "item_"))
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def _chunks(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+def _mask_key(key: str) -> str:
+    if len(key) <= 8:
+        return key[:2] + "*" * (len(key) - 2)
+    return key[:3] + "*" * (len(key) - 7) + key[-4:]
+
+
+def _int_query(query: Any, name: str, default: int, low: int, high: int) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _bad(f"Invalid '{name}': expected an integer.", param=name, code="invalid_type") from None
+    if value < low:
+        raise _bad(
+            f"Invalid '{name}': integer below minimum value. Expected a value >= {low}, but got {value} instead.",
+            param=name,
+            code="integer_below_min_value",
+        )
+    if value > high:
+        raise _bad(
+            f"Invalid '{name}': integer above maximum value. Expected a value <= {high}, but got {value} instead.",
+            param=name,
+            code="integer_above_max_value",
+        )
+    return value
+
+
+def _page(objs: list[dict[str, Any]], query: Any, *, default_limit: int = 20, max_limit: int = 100) -> dict:
+    """A cursor page ``{object:"list", data, first_id, last_id, has_more}`` over `objs` (oldest first);
+    honours ``after``, ``limit`` and ``order`` (default "desc")."""
+    limit = _int_query(query, "limit", default_limit, 1, max_limit)
+    order = query.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise _invalid_value("order", order, ("asc", "desc"))
+    ordered = list(objs) if order == "asc" else list(reversed(objs))
+    after = query.get("after")
+    if after:
+        ids = [o["id"] for o in ordered]
+        ordered = ordered[ids.index(after) + 1 :] if after in ids else []
+    data = ordered[:limit]
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": len(ordered) > limit,
+    }
+
+
+def _check_metadata(metadata: Any) -> dict[str, str]:
+    """Validate the 16 pairs / 64-char key / 512-char string value rules; return a copy."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict):
+        raise _bad("Invalid type for 'metadata': expected an object.", param="metadata", code="invalid_type")
+    if len(metadata) > MAX_METADATA_PAIRS:
+        raise _bad(
+            f"Invalid 'metadata': too many properties. Expected an object with at most {MAX_METADATA_PAIRS} "
+            f"properties, but got an object with {len(metadata)} properties instead.",
+            param="metadata",
+            code="object_above_max_properties",
+        )
+    for key, value in metadata.items():
+        if len(key) > MAX_METADATA_KEY_CHARS:
+            raise _bad(
+                f"Invalid 'metadata': key too long. Expected a key with maximum length "
+                f"{MAX_METADATA_KEY_CHARS}, but got a key with length {len(key)} instead.",
+                param="metadata",
+                code="string_above_max_length",
+            )
+        if not isinstance(value, str):
+            raise _bad(
+                f"Invalid type for 'metadata.{key}': expected a string.",
+                param=f"metadata.{key}",
+                code="invalid_type",
+            )
+        if len(value) > MAX_METADATA_VALUE_CHARS:
+            raise _bad(
+                f"Invalid 'metadata.{key}': string too long. Expected a string with maximum length "
+                f"{MAX_METADATA_VALUE_CHARS}, but got a string with length {len(value)} instead.",
+                param=f"metadata.{key}",
+                code="string_above_max_length",
+            )
+    return dict(metadata)
+
+
+def _check_item_count(items: list[Any], param: str) -> None:
+    if len(items) > MAX_ITEMS_PER_CALL:
+        raise _bad(
+            f"Invalid '{param}': array too long. Expected an array with maximum length {MAX_ITEMS_PER_CALL}, "
+            f"but got an array with length {len(items)} instead.",
+            param=param,
+            code="array_above_max_length",
+        )
+
+
+def _to_items(value: Any, param: str) -> list[dict[str, Any]]:
+    """Input (a string or a list of input items) -> stored conversation items with ids and status."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [{"role": "user", "content": value}]
+    if not isinstance(value, list):
+        raise _bad(f"Invalid type for '{param}': expected a string or an array.", param=param, code="invalid_type")
+    items = []
+    for index, raw in enumerate(value):
+        item = copy.deepcopy(raw)
+        kind = item.setdefault("type", "message")
+        if kind == "message":
+            role = item.get("role")
+            if role not in ("user", "assistant", "system", "developer"):
+                raise _invalid_value(f"{param}[{index}].role", role, ("assistant", "system", "developer", "user"))
+            content = item.get("content")
+            if isinstance(content, str):
+                if role == "assistant":
+                    content = [{"type": "output_text", "text": content, "annotations": []}]
+                else:
+                    content = [{"type": "input_text", "text": content}]
+            item["content"] = content or []
+            item.setdefault("status", "completed")
+        item.setdefault("id", _item_id(kind))
+        items.append(item)
+    return items
+
+
+def _last_user_text(body: dict[str, Any]) -> str:
+    """The text of the last user message in a Responses request body ("" if none)."""
+    value = body.get("input")
+    if isinstance(value, str):
+        return value
+    for item in reversed(value or []):
+        if item.get("role") != "user":
+            continue
+        content = item.get("content")
+        if isinstance(content, str):
+            return content
+        texts = [p.get("text", "") for p in content or [] if p.get("type") == "input_text"]
+        if texts:
+            return texts[-1]
+    return ""
+
+
+def _text_of(items: list[dict[str, Any]]) -> str:
+    return "".join(p.get("text", "") for it in items for p in (it.get("content") or []) if isinstance(p, dict))
+
+
+_RECORD = web.RequestKey("record", RecordedRequest)
+_REQUEST_ID = web.RequestKey("request_id", str)
+
+
+def _body(request: web.Request) -> dict[str, Any]:
+    body = request[_RECORD].json
+    return body if isinstance(body, dict) else {}
+
+
+@dataclass
+class _Injection:
+    path_prefix: str
+    method: str | None
+    error: ApiError
+    remaining: int
+
+
+@dataclass
+class _Run:
+    """One response being generated."""
+
+    response: dict[str, Any]
+    script: Script
+    input_items: list[dict[str, Any]]
+    conversation_id: str | None
+    container_id: str | None
+    include: list[str]
+    finished: bool = False
+
+
+class FakeOpenAI:
+    """The fake server. State is public for assertions:
+
+    - ``requests``: every request, in order (`RecordedRequest`);
+    - ``files``: file id -> ``{"object": FileObject dict, "content": bytes}``;
+    - ``conversations``: conv id -> ``{"object": ..., "items": [...], "deleted": bool}`` (deleting a
+      conversation keeps its items, as the SDK docstring says; lookups then 404);
+    - ``containers``: cntr id -> ``{"object": ..., "files": {cfile id: {"object": ..., "content": bytes}}}``;
+    - ``responses``: resp id -> Response dict (live while generating, final afterwards; not for store=false);
+    - ``scripts``: FIFO of `Script` consumed by ``POST /v1/responses``; ``default_script(body)`` when empty;
+    - ``active_streams``: responses being generated right now (streamed, plain or background).
+    """
+
+    def __init__(self, *, api_key: str = "sk-test") -> None:
+        self.api_key = api_key
+        self.base_url = ""
+        self.requests: list[RecordedRequest] = []
+        self.files: dict[str, dict[str, Any]] = {}
+        self.conversations: dict[str, dict[str, Any]] = {}
+        self.containers: dict[str, dict[str, Any]] = {}
+        self.responses: dict[str, dict[str, Any]] = {}
+        self.scripts: list[Script] = []
+        self.default_script: Callable[[dict[str, Any]], Script] = lambda body: Script(
+            text=f"Echo: {_last_user_text(body)}"
+        )
+        self.max_file_bytes = MAX_FILE_BYTES
+        self.active_streams = 0
+        self._inputs: dict[str, list[dict[str, Any]]] = {}
+        self._locked: set[str] = set()
+        self._injections: list[_Injection] = []
+        self._tasks: dict[str, asyncio.Task[Any]] = {}
+        self._changed = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Listen on 127.0.0.1 on a free port and set `base_url`."""
+        app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
+        self._routes(app.router)
+        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=2.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.base_url = f"http://127.0.0.1:{port}/v1"
+
+    async def close(self) -> None:
+        """Cancel in-flight generations (held streams included) and stop the server."""
+        tasks = [t for t in self._tasks.values() if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> FakeOpenAI:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- test helpers --------------------------------------------------------------------------------
+
+    def requests_to(self, method: str, path_prefix: str) -> list[RecordedRequest]:
+        """Recorded requests with this method whose path starts with `path_prefix` (e.g. "/v1/responses")."""
+        return [r for r in self.requests if r.method == method.upper() and r.path.startswith(path_prefix)]
+
+    def expire_container(self, container_id: str) -> None:
+        """Mark a container expired: GET shows status "expired"; files and responses on it get 400."""
+        self.containers[container_id]["object"]["status"] = "expired"
+        self._notify()
+
+    def fail_next(
+        self,
+        path_prefix: str,
+        *,
+        status: int,
+        code: str | None,
+        message: str,
+        type: str | None = None,
+        param: str | None = None,
+        times: int = 1,
+        headers: dict[str, str] | None = None,
+        method: str | None = None,
+    ) -> None:
+        """Answer the next `times` requests under `path_prefix` (after auth, before any work) with this
+        error. `type` defaults as the real API does: "insufficient_quota" for that code, "requests" for
+        other 429s, "server_error" for 5xx, else "invalid_request_error". `headers` (e.g. retry-after,
+        x-should-retry) are added to the error response."""
+        if type is None:
+            if code == "insufficient_quota":
+                type = "insufficient_quota"
+            elif status == 429:
+                type = "requests"
+            elif status >= 500:
+                type = "server_error"
+            else:
+                type = "invalid_request_error"
+        error = ApiError(status, message, type=type, param=param, code=code, headers=headers)
+        self._injections.append(_Injection(path_prefix, method and method.upper(), error, times))
+
+    async def wait_for(self, predicate: Callable[[], bool], *, timeout_s: float = 5.0) -> None:
+        """Wait until `predicate()` holds, re-checking on every request and stream change.
+        Raises TimeoutError after `timeout_s`."""
+        async with asyncio.timeout(timeout_s):
+            while not predicate():
+                await self._changed.wait()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # -- plumbing ----------------------------------------------------------------------------------
+
+    def _routes(self, r: web.UrlDispatcher) -> None:
+        r.add_post("/v1/files", self._file_create)
+        r.add_get("/v1/files", self._file_list)
+        r.add_get("/v1/files/{id}", self._file_get)
+        r.add_delete("/v1/files/{id}", self._file_delete)
+        r.add_get("/v1/files/{id}/content", self._file_content)
+        r.add_post("/v1/conversations", self._conv_create)
+        r.add_get("/v1/conversations/{id}", self._conv_get)
+        r.add_post("/v1/conversations/{id}", self._conv_update)
+        r.add_delete("/v1/conversations/{id}", self._conv_delete)
+        r.add_get("/v1/conversations/{id}/items", self._items_list)
+        r.add_post("/v1/conversations/{id}/items", self._items_create)
+        r.add_get("/v1/conversations/{id}/items/{item}", self._item_get)
+        r.add_delete("/v1/conversations/{id}/items/{item}", self._item_delete)
+        r.add_post("/v1/containers", self._container_create)
+        r.add_get("/v1/containers", self._container_list)
+        r.add_get("/v1/containers/{id}", self._container_get)
+        r.add_delete("/v1/containers/{id}", self._container_delete)
+        r.add_post("/v1/containers/{id}/files", self._cfile_create)
+        r.add_get("/v1/containers/{id}/files", self._cfile_list)
+        r.add_get("/v1/containers/{id}/files/{file}", self._cfile_get)
+        r.add_delete("/v1/containers/{id}/files/{file}", self._cfile_delete)
+        r.add_get("/v1/containers/{id}/files/{file}/content", self._cfile_content)
+        r.add_post("/v1/responses", self._response_create)
+        r.add_get("/v1/responses/{id}", self._response_get)
+        r.add_delete("/v1/responses/{id}", self._response_delete)
+        r.add_post("/v1/responses/{id}/cancel", self._response_cancel)
+        r.add_get("/v1/responses/{id}/input_items", self._response_input_items)
+
+    @web.middleware
+    async def _middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        request_id = "req_" + secrets.token_hex(16)
+        request[_REQUEST_ID] = request_id
+        try:
+            await self._record(request)
+            self._authenticate(request)
+            self._take_injection(request)
+            response = await handler(request)
+        except ApiError as err:
+            response = err.to_response()
+        except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
+            response = ApiError(404, f"Invalid URL ({request.method} {request.path})").to_response()
+        if not response.prepared:
+            response.headers["x-request-id"] = request_id
+        return response
+
+    async def _record(self, request: web.Request) -> None:
+        query: dict[str, Any] = {}
+        for key in request.query:
+            values = request.query.getall(key)
+            query[key] = values[0] if len(values) == 1 else values
+        record = RecordedRequest(
+            request.method, request.path, query, None, {k.lower(): v for k, v in request.headers.items()}
+        )
+        self.requests.append(record)
+        request[_RECORD] = record
+        self._notify()
+        if request.content_type == "application/json" and request.can_read_body:
+            raw = await request.read()
+            if raw:
+                try:
+                    record.json = json.loads(raw)
+                except ValueError:
+                    raise _bad(BAD_JSON_MESSAGE) from None
+
+    def _authenticate(self, request: web.Request) -> None:
+        header = request.headers.get("Authorization", "")
+        key = header[len("Bearer ") :].strip() if header.startswith("Bearer ") else ""
+        if not key:
+            raise ApiError(401, NO_KEY_MESSAGE)
+        if key != self.api_key:
+            raise ApiError(
+                401,
+                f"Incorrect API key provided: {_mask_key(key)}. You can find your API key at "
+                "https://platform.openai.com/account/api-keys.",
+                code="invalid_api_key",
+            )
+
+    def _take_injection(self, request: web.Request) -> None:
+        for injection in self._injections:
+            if request.path.startswith(injection.path_prefix) and injection.method in (None, request.method):
+                injection.remaining -= 1
+                if injection.remaining <= 0:
+                    self._injections.remove(injection)
+                raise injection.error
+
+    async def _read_multipart(self, request: web.Request) -> tuple[dict[str, str], tuple[str, bytes] | None]:
+        """Read form fields and the ``file`` part in chunks; a file over `max_file_bytes` is drained
+        without being kept and raises 400 [message unverified]."""
+        if not request.content_type.startswith("multipart/"):
+            raise _missing("file")
+        reader = await request.multipart()
+        fields: dict[str, str] = {}
+        upload: tuple[str, bytes] | None = None
+        size = 0
+        while (part := await reader.next()) is not None:
+            if part.name == "file" or part.filename is not None:  # type: ignore[union-attr]
+                buffer = bytearray()
+                while chunk := await part.read_chunk(UPLOAD_CHUNK_BYTES):  # type: ignore[union-attr]
+                    size += len(chunk)
+                    if size <= self.max_file_bytes:
+                        buffer += chunk
+                    else:
+                        buffer.clear()
+                upload = (part.filename or "upload", bytes(buffer))  # type: ignore[union-attr]
+            else:
+                fields[part.name or ""] = await part.text()  # type: ignore[union-attr]
+        form: dict[str, Any] = dict(fields)
+        if upload is not None:
+            form["file"] = {"filename": upload[0], "bytes": size}
+        request[_RECORD].form = form
+        if size > self.max_file_bytes:
+            raise _bad(
+                f"File is too large ({size} bytes). The maximum file size is "
+                f"{self.max_file_bytes // (1024 * 1024)} MB.",
+                param="file",
+            )
+        return fields, upload
+
+    # -- files ---------------------------------------------------------------------------------------
+
+    def _file(self, file_id: str, *, param: str | None = "id") -> dict[str, Any]:
+        record = self.files.get(file_id)
+        if record is None:
+            raise ApiError(404, f"No such File object: {file_id}", param=param)
+        return record
+
+    async def _file_create(self, request: web.Request) -> web.Response:
+        fields, upload = await self._read_multipart(request)
+        if upload is None:
+            raise _missing("file")
+        purpose = fields.get("purpose")
+        if not purpose:
+            raise _missing("purpose")
+        if purpose not in FILE_PURPOSES:
+            raise _bad(f"'{purpose}' is not one of {list(FILE_PURPOSES)} - 'purpose'", param="purpose")
+        filename, content = upload
+        if not content:
+            raise _bad("File is empty.", param="file")
+        created = _now()
+        expires_at = None
+        if "expires_after[seconds]" in fields:
+            seconds = int(fields["expires_after[seconds]"])
+            if not 3600 <= seconds <= 2592000:
+                raise _bad(
+                    "Invalid 'expires_after.seconds': expected a value between 3600 and 2592000.",
+                    param="expires_after.seconds",
+                )
+            expires_at = created + seconds
+        obj = {
+            "id": _file_id(),
+            "object": "file",
+            "bytes": len(content),
+            "created_at": created,
+            "expires_at": expires_at,
+            "filename": filename,
+            "purpose": purpose,
+            "status": "processed",
+            "status_details": None,
+        }
+        self.files[obj["id"]] = {"object": obj, "content": content}
+        return web.json_response(obj)
+
+    async def _file_list(self, request: web.Request) -> web.Response:
+        objs = [f["object"] for f in self.files.values()]
+        if purpose := request.query.get("purpose"):
+            objs = [o for o in objs if o["purpose"] == purpose]
+        return web.json_response(_page(objs, request.query, default_limit=10000, max_limit=10000))
+
+    async def _file_get(self, request: web.Request) -> web.Response:
+        return web.json_response(self._file(request.match_info["id"])["object"])
+
+    async def _file_delete(self, request: web.Request) -> web.Response:
+        file_id = request.match_info["id"]
+        self._file(file_id)
+        del self.files[file_id]
+        return web.json_response({"id": file_id, "object": "file", "deleted": True})
+
+    async def _file_content(self, request: web.Request) -> web.Response:
+        record = self._file(request.match_info["id"])
+        if record["object"]["purpose"] == "assistants":
+            raise _bad("Not allowed to download files of purpose: assistants")
+        return web.Response(body=record["content"], content_type="application/octet-stream")
+
+    # -- conversations -------------------------------------------------------------------------------
+
+    def _conversation(self, conv_id: str, *, param: str | None = None) -> dict[str, Any]:
+        record = self.conversations.get(conv_id)
+        if record is None or record["deleted"]:
+            raise ApiError(404, f"Conversation with id '{conv_id}' not found.", param=param)
+        return record
+
+    async def _conv_create(self, request: web.Request) -> web.Response:
+        body = _body(request)
+        raw_items = body.get("items") or []
+        _check_item_count(raw_items, "items")
+        metadata = _check_metadata(body.get("metadata"))
+        obj = {"id": _hex_id("conv_"), "object": "conversation", "created_at": _now(), "metadata": metadata}
+        self.conversations[obj["id"]] = {"object": obj, "items": _to_items(raw_items, "items"), "deleted": False}
+        return web.json_response(obj)
+
+    async def _conv_get(self, request: web.Request) -> web.Response:
+        return web.json_response(self._conversation(request.match_info["id"])["object"])
+
+    async def _conv_update(self, request: web.Request) -> web.Response:
+        record = self._conversation(request.match_info["id"])
+        body = _body(request)
+        if "metadata" not in body:
+            raise _missing("metadata")
+        record["object"]["metadata"] = _check_metadata(body["metadata"])
+        return web.json_response(record["object"])
+
+    async def _conv_delete(self, request: web.Request) -> web.Response:
+        conv_id = request.match_info["id"]
+        self._conversation(conv_id)["deleted"] = True
+        return web.json_response({"id": conv_id, "object": "conversation.deleted", "deleted": True})
+
+    async def _items_list(self, request: web.Request) -> web.Response:
+        record = self._conversation(request.match_info["id"])
+        return web.json_response(_page(record["items"], request.query))
+
+    async def _items_create(self, request: web.Request) -> web.Response:
+        record = self._conversation(request.match_info["id"])
+        raw_items = _body(request).get("items")
+        if raw_items is None:
+            raise _missing("items")
+        _check_item_count(raw_items, "items")
+        items = _to_items(raw_items, "items")
+        record["items"].extend(items)
+        page = _page(items, {"order": "asc", "limit": str(MAX_ITEMS_PER_CALL)})
+        return web.json_response(page)
+
+    def _item(self, request: web.Request) -> tuple[dict[str, Any], dict[str, Any]]:
+        record = self._conversation(request.match_info["id"])
+        item_id = request.match_info["item"]
+        for item in record["items"]:
+            if item["id"] == item_id:
+                return record, item
+        raise ApiError(404, f"Item with id '{item_id}' not found.")
+
+    async def _item_get(self, request: web.Request) -> web.Response:
+        return web.json_response(self._item(request)[1])
+
+    async def _item_delete(self, request: web.Request) -> web.Response:
+        record, item = self._item(request)
+        record["items"].remove(item)
+        return web.json_response(record["object"])
+
+    # -- containers ----------------------------------------------------------------------------------
+
+    def _container(self, container_id: str, *, usable: bool = False) -> dict[str, Any]:
+        """Look up a container (404 if unknown); with `usable`, 400 "Container is expired." when expired.
+        A usable container's ``last_active_at`` is refreshed."""
+        record = self.containers.get(container_id)
+        if record is None:
+            raise ApiError(404, f"Container with id '{container_id}' not found.")
+        if record["object"]["status"] == "expired":
+            if usable:
+                raise _bad(CONTAINER_EXPIRED)
+        else:
+            record["object"]["last_active_at"] = _now()
+        return record
+
+    def _add_container_file(self, record: dict[str, Any], filename: str, content: bytes, source: str) -> dict:
+        obj = {
+            "id": "cfile_" + secrets.token_hex(16),
+            "object": "container.file",
+            "bytes": len(content),
+            "container_id": record["object"]["id"],
+            "created_at": _now(),
+            "path": f"/mnt/data/{filename}",
+            "source": source,
+        }
+        record["files"][obj["id"]] = {"object": obj, "content": content}
+        return obj
+
+    def _new_container(self, name: str, *, file_ids: list[str], memory_limit: str, minutes: int) -> str:
+        now = _now()
+        obj = {
+            "id": _hex_id("cntr_"),
+            "object": "container",
+            "name": name,
+            "created_at": now,
+            "status": "running",
+            "last_active_at": now,
+            "expires_after": {"anchor": "last_active_at", "minutes": minutes},
+            "memory_limit": memory_limit,
+        }
+        record = {"object": obj, "files": {}}
+        for file_id in file_ids:
+            source = self.files[file_id]
+            self._add_container_file(record, source["object"]["filename"], source["content"], "user")
+        self.containers[obj["id"]] = record
+        return obj["id"]
+
+    async def _container_create(self, request: web.Request) -> web.Response:
+        body = _body(request)
+        if not body.get("name"):
+            raise _missing("name")
+        memory_limit = body.get("memory_limit", "1g")
+        if memory_limit not in MEMORY_LIMITS:
+            raise _invalid_value("memory_limit", memory_limit, MEMORY_LIMITS)
+        file_ids = body.get("file_ids") or []
+        for file_id in file_ids:
+            self._file(file_id, param="file_ids")
+        minutes = (body.get("expires_after") or {}).get("minutes", 20)
+        container_id = self._new_container(body["name"], file_ids=file_ids, memory_limit=memory_limit, minutes=minutes)
+        obj = self.containers[container_id]["object"]
+        if "network_policy" in body:
+            obj["network_policy"] = body["network_policy"]
+        return web.json_response(obj)
+
+    async def _container_list(self, request: web.Request) -> web.Response:
+        objs = [c["object"] for c in self.containers.values()]
+        if name := request.query.get("name"):
+            objs = [o for o in objs if o["name"] == name]
+        return web.json_response(_page(objs, request.query))
+
+    async def _container_get(self, request: web.Request) -> web.Response:
+        return web.json_response(self._container(request.match_info["id"])["object"])
+
+    async def _container_delete(self, request: web.Request) -> web.Response:
+        container_id = request.match_info["id"]
+        self._container(container_id)
+        del self.containers[container_id]
+        return web.json_response({"id": container_id, "object": "container.deleted", "deleted": True})
+
+    async def _cfile_create(self, request: web.Request) -> web.Response:
+        record = self._container(request.match_info["id"], usable=True)
+        if request.content_type.startswith("multipart/"):
+            _, upload = await self._read_multipart(request)
+            if upload is None:
+                raise _missing("file")
+            filename, content = upload
+        else:
+            file_id = _body(request).get("file_id")
+            if not file_id:
+                raise _missing("file_id")
+            source = self._file(file_id, param="file_id")
+            filename, content = source["object"]["filename"], source["content"]
+        return web.json_response(self._add_container_file(record, filename, content, "user"))
+
+    def _cfile(self, request: web.Request) -> tuple[dict[str, Any], dict[str, Any]]:
+        container_id, file_id = request.match_info["id"], request.match_info["file"]
+        record = self._container(container_id, usable=True)
+        cfile = record["files"].get(file_id)
+        if cfile is None:
+            raise ApiError(404, f"File {file_id} not found on container {container_id}.")
+        return record, cfile
+
+    async def _cfile_list(self, request: web.Request) -> web.Response:
+        record = self._container(request.match_info["id"], usable=True)
+        return web.json_response(_page([f["object"] for f in record["files"].values()], request.query))
+
+    async def _cfile_get(self, request: web.Request) -> web.Response:
+        return web.json_response(self._cfile(request)[1]["object"])
+
+    async def _cfile_delete(self, request: web.Request) -> web.Response:
+        record, cfile = self._cfile(request)
+        del record["files"][cfile["object"]["id"]]
+        return web.json_response({"id": cfile["object"]["id"], "object": "container.file.deleted", "deleted": True})
+
+    async def _cfile_content(self, request: web.Request) -> web.Response:
+        return web.Response(body=self._cfile(request)[1]["content"], content_type="application/octet-stream")
+
+    # -- responses -----------------------------------------------------------------------------------
+
+    def _response(self, response_id: str) -> dict[str, Any]:
+        response = self.responses.get(response_id)
+        if response is None:
+            raise ApiError(404, f"Response with id '{response_id}' not found.")
+        return response
+
+    def _history(self, response_id: str | None) -> list[dict[str, Any]]:
+        """Items a previous_response_id chain puts in context (oldest first)."""
+        chain: list[dict[str, Any]] = []
+        while response_id and response_id in self.responses:
+            response = self.responses[response_id]
+            chain[:0] = self._inputs.get(response_id, []) + response["output"]
+            response_id = response.get("previous_response_id")
+        return chain
+
+    def _resolve_container(self, tools: list[dict[str, Any]], context: list[dict[str, Any]]) -> str | None:
+        """The container the code_interpreter tool runs in: an explicit id (must exist and be running),
+        or auto mode, which reuses the container of the latest code_interpreter_call in context (400
+        "Container is expired." if that one expired, as reported for previous_response_id + auto) or
+        creates one with the given file_ids."""
+        for index, tool in enumerate(tools):
+            if tool.get("type") != "code_interpreter":
+                continue
+            spec = tool.get("container")
+            if spec is None:
+                raise _missing(f"tools[{index}].container")
+            if isinstance(spec, str):
+                self._container(spec, usable=True)
+                return spec
+            if spec.get("type") != "auto":
+                raise _invalid_value(f"tools[{index}].container.type", spec.get("type"), ("auto",))
+            file_ids = spec.get("file_ids") or []
+            for file_id in file_ids:
+                self._file(file_id, param=f"tools[{index}].container.file_ids")
+            calls = [it for it in context if it.get("type") == "code_interpreter_call"]
+            previous = calls[-1].get("container_id") if calls else None
+            if previous in self.containers:
+                record = self._container(previous, usable=True)
+                have = {f["object"]["path"] for f in record["files"].values()}
+                for file_id in file_ids:
+                    source = self.files[file_id]
+                    if f"/mnt/data/{source['object']['filename']}" not in have:
+                        self._add_container_file(record, source["object"]["filename"], source["content"], "user")
+                return previous
+            memory_limit = spec.get("memory_limit") or "1g"
+            return self._new_container("auto", file_ids=file_ids, memory_limit=memory_limit, minutes=20)
+        return None
+
+    async def _response_create(self, request: web.Request) -> web.StreamResponse:
+        body = request[_RECORD].json
+        if not isinstance(body, dict):
+            raise _bad(BAD_JSON_MESSAGE)
+        if not body.get("model"):
+            raise _missing("model")
+        conversation, previous = body.get("conversation"), body.get("previous_response_id")
+        if conversation is not None and previous is not None:
+            raise _bad(
+                "Mutually exclusive parameters: Ensure you are only providing one of: 'previous_response_id' "
+                "or 'conversation'.",
+                code="mutually_exclusive_parameters",
+            )
+        conv_id = conversation.get("id") if isinstance(conversation, dict) else conversation
+        context: list[dict[str, Any]] = []
+        if conv_id:
+            context = self._conversation(conv_id, param="conversation")["items"]
+            if conv_id in self._locked:
+                raise ApiError(400, CONVERSATION_LOCKED, param="conversation", code="conversation_locked")
+        if previous:
+            if previous not in self.responses:
+                raise _bad(
+                    f"Previous response with id '{previous}' not found.",
+                    param="previous_response_id",
+                    code="previous_response_not_found",
+                )
+            context = self._history(previous)
+        metadata = _check_metadata(body.get("metadata"))
+        input_items = _to_items(body.get("input"), "input")
+        tools = body.get("tools") or []
+        container_id = self._resolve_container(tools, context)
+        script = self.scripts.pop(0) if self.scripts else self.default_script(body)
+        if script.status not in ("completed", "incomplete", "failed"):
+            raise ApiError(500, f"FakeOpenAI: bad Script.status {script.status!r}", type="fake_error")
+        if script.code is not None and container_id is None:
+            raise ApiError(
+                500, "FakeOpenAI: the Script runs code but the request has no code_interpreter tool.", type="fake_error"
+            )
+        response = self._new_response(body, conv_id=conv_id, tools=tools, metadata=metadata)
+        include = body.get("include") or []
+        run = _Run(response, script, input_items, conv_id, container_id, include)
+        if conv_id:
+            self._locked.add(conv_id)
+        if body.get("store", True) is not False:
+            self.responses[response["id"]] = response
+        self._inputs[response["id"]] = input_items
+        if body.get("stream"):
+            return await self._stream(request, run)
+        if response["background"]:
+            snapshot = copy.deepcopy(response)
+            self._tasks[response["id"]] = asyncio.create_task(self._drain(run))
+            return web.json_response(snapshot)
+        error = await self._drain(run)
+        if error is not None:
+            raise ApiError(500, error["message"], type="server_error", param=error.get("param"), code=error.get("code"))
+        return web.json_response(response)
+
+    def _new_response(
+        self, body: dict[str, Any], *, conv_id: str | None, tools: list[Any], metadata: dict[str, str]
+    ) -> dict[str, Any]:
+        background = bool(body.get("background", False))
+        return {
+            "id": _hex_id("resp_"),
+            "object": "response",
+            "created_at": _now(),
+            "status": "queued" if background else "in_progress",
+            "background": background,
+            "completed_at": None,
+            "conversation": {"id": conv_id} if conv_id else None,
+            "error": None,
+            "incomplete_details": None,
+            "instructions": body.get("instructions"),
+            "max_output_tokens": body.get("max_output_tokens"),
+            "max_tool_calls": body.get("max_tool_calls"),
+            "metadata": metadata,
+            "model": body["model"],
+            "output": [],
+            "parallel_tool_calls": body.get("parallel_tool_calls", True),
+            "previous_response_id": body.get("previous_response_id"),
+            "prompt_cache_key": body.get("prompt_cache_key"),
+            "reasoning": body.get("reasoning") or {"effort": None, "summary": None},
+            "safety_identifier": body.get("safety_identifier"),
+            "service_tier": body.get("service_tier", "default"),
+            "store": body.get("store", True),
+            "temperature": body.get("temperature", 1.0),
+            "text": body.get("text") or {"format": {"type": "text"}, "verbosity": "medium"},
+            "tool_choice": body.get("tool_choice", "auto"),
+            "tools": tools,
+            "top_logprobs": 0,
+            "top_p": body.get("top_p", 1.0),
+            "truncation": body.get("truncation", "disabled"),
+            "usage": None,
+            "user": None,
+        }
+
+    async def _stream(self, request: web.Request, run: _Run) -> web.StreamResponse:
+        """Write the run's events as SSE. A client disconnect cancels this handler, which stops the run."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks[run.response["id"]] = task
+        sse = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream; charset=utf-8",
+                "Cache-Control": "no-cache",
+                "x-request-id": request[_REQUEST_ID],
+            }
+        )
+        await sse.prepare(request)
+        sequence = 0
+        try:
+            async with contextlib.aclosing(self._events(run)) as events:
+                async for event in events:
+                    event["sequence_number"] = sequence
+                    sequence += 1
+                    await sse.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
+                    if run.script.delay_s:
+                        await asyncio.sleep(run.script.delay_s)
+            await sse.write_eof()
+        except ConnectionResetError:
+            pass
+        return sse
+
+    async def _drain(self, run: _Run) -> dict[str, Any] | None:
+        """Run a response without a stream; return the bare error event if the script sent one."""
+        error = None
+        async with contextlib.aclosing(self._events(run)) as events:
+            async for event in events:
+                if event["type"] == "error":
+                    error = event
+                if run.script.delay_s:
+                    await asyncio.sleep(run.script.delay_s)
+        return error
+
+    def _finish(self, run: _Run, *, persist: bool) -> None:
+        """Settle state before the terminal event goes out, so a client reacting to it sees the
+        conversation updated and unlocked."""
+        run.finished = True
+        if persist and run.conversation_id in self.conversations:
+            items = self.conversations[run.conversation_id]["items"]
+            items.extend(copy.deepcopy(run.input_items + run.response["output"]))
+        self._locked.discard(run.conversation_id or "")
+        self._notify()
+
+    def _usage(self, run: _Run, text: str) -> dict[str, Any]:
+        input_tokens = len(_text_of(run.input_items)) // 4 + 1
+        output_tokens = len(text) // 4 + 1 + len(run.script.code or "") // 4
+        usage: dict[str, Any] = {
+            "input_tokens": input_tokens,
+            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+            "output_tokens": output_tokens,
+            "output_tokens_details": {"reasoning_tokens": 16 if run.script.reasoning else 0},
+            "total_tokens": input_tokens + output_tokens,
+        }
+        usage.update(run.script.usage or {})
+        return usage
+
+    async def _events(self, run: _Run) -> AsyncIterator[dict[str, Any]]:
+        """The run's SSE events in the real order (reference §4), without sequence numbers. Each event
+        is serialised before the next is produced, so live dicts can be yielded."""
+        response, script = run.response, run.script
+        output = response["output"]
+        self.active_streams += 1
+        self._notify()
+        try:
+            if response["background"]:
+                yield {"type": "response.queued", "response": response}
+            response["status"] = "in_progress"
+            yield {"type": "response.created", "response": response}
+            yield {"type": "response.in_progress", "response": response}
+            if script.reasoning:
+                item = {"id": _item_id("reasoning"), "type": "reasoning", "summary": []}
+                output.append(item)
+                yield {"type": "response.output_item.added", "output_index": len(output) - 1, "item": item}
+                yield {"type": "response.output_item.done", "output_index": len(output) - 1, "item": item}
+            cited: list[dict[str, Any]] = []
+            if script.code is not None:
+                async for event in self._code_events(run, cited):
+                    yield event
+            text = script.text
+            annotations = []
+            for cfile in cited:
+                link = f"sandbox:/mnt/data/{cfile['filename']}"
+                text += f"\n\n[{cfile['filename']}]({link})"
+                start = len(text) - len(link) - 1
+                annotations.append(
+                    {
+                        "type": "container_file_citation",
+                        "container_id": run.container_id,
+                        "file_id": cfile["id"],
+                        "filename": cfile["filename"],
+                        "start_index": start,
+                        "end_index": start + len(link),
+                    }
+                )
+            message = {
+                "id": _item_id("message"),
+                "type": "message",
+                "status": "in_progress",
+                "content": [],
+                "role": "assistant",
+            }
+            output.append(message)
+            where = {"item_id": message["id"], "output_index": len(output) - 1}
+            yield {"type": "response.output_item.added", "output_index": where["output_index"], "item": message}
+            part = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
+            yield {"type": "response.content_part.added", **where, "content_index": 0, "part": part}
+            message["content"].append(part)
+            for index, piece in enumerate(_chunks(text, TEXT_DELTA_CHARS) or [""]):
+                if piece:
+                    part["text"] += piece
+                    yield {
+                        "type": "response.output_text.delta",
+                        **where,
+                        "content_index": 0,
+                        "delta": piece,
+                        "logprobs": [],
+                    }
+                if index == 0 and script.hold is not None:
+                    await script.hold.wait()
+            if script.error_event is not None or script.status == "failed":
+                self._finish(run, persist=False)
+                response["status"] = "failed"
+                response["error"] = {"code": "server_error", "message": SERVER_ERROR_MESSAGE}
+                if script.error_event is not None:
+                    yield {
+                        "type": "error",
+                        "code": "server_error",
+                        "message": SERVER_ERROR_MESSAGE,
+                        "param": None,
+                        **script.error_event,
+                    }
+                else:
+                    yield {"type": "response.failed", "response": response}
+                return
+            for index, annotation in enumerate(annotations):
+                part["annotations"].append(annotation)
+                yield {
+                    "type": "response.output_text.annotation.added",
+                    **where,
+                    "content_index": 0,
+                    "annotation_index": index,
+                    "annotation": annotation,
+                }
+            yield {"type": "response.output_text.done", **where, "content_index": 0, "text": text, "logprobs": []}
+            yield {"type": "response.content_part.done", **where, "content_index": 0, "part": part}
+            message["status"] = script.status
+            yield {"type": "response.output_item.done", "output_index": where["output_index"], "item": message}
+            response["status"] = script.status
+            response["usage"] = self._usage(run, text)
+            if script.status == "completed":
+                response["completed_at"] = _now()
+            else:
+                response["incomplete_details"] = {"reason": "max_output_tokens"}
+            self._finish(run, persist=True)
+            yield {"type": f"response.{script.status}", "response": response}
+        finally:
+            self.active_streams -= 1
+            if not run.finished:
+                # Client went away or the run was cancelled: nothing reaches the conversation.
+                response["status"] = "cancelled"
+                self._finish(run, persist=False)
+            self._notify()
+
+    async def _code_events(self, run: _Run, cited: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+        """Events of one code_interpreter_call; generated files are written to the container and the
+        cited ones appended to `cited` as ``{"id", "filename"}``."""
+        script, output = run.script, run.response["output"]
+        code = script.code or ""
+        item = {
+            "id": _item_id("code_interpreter_call"),
+            "type": "code_interpreter_call",
+            "status": "in_progress",
+            "code": "",
+            "container_id": run.container_id,
+            "outputs": None,
+        }
+        output.append(item)
+        where = {"item_id": item["id"], "output_index": len(output) - 1}
+        yield {"type": "response.output_item.added", "output_index": where["output_index"], "item": item}
+        yield {"type": "response.code_interpreter_call.in_progress", **where}
+        for piece in _chunks(code, CODE_DELTA_CHARS):
+            item["code"] += piece
+            yield {"type": "response.code_interpreter_call_code.delta", **where, "delta": piece}
+        yield {"type": "response.code_interpreter_call_code.done", **where, "code": code}
+        item["status"] = "interpreting"
+        yield {"type": "response.code_interpreter_call.interpreting", **where}
+        record = self.containers.get(run.container_id or "")
+        for generated in script.files:
+            if record is None:
+                break
+            cfile = self._add_container_file(record, generated.filename, generated.content, "assistant")
+            if generated.cite:
+                cited.append({"id": cfile["id"], "filename": generated.filename})
+        item["status"] = "completed"
+        yield {"type": "response.code_interpreter_call.completed", **where}
+        if INCLUDE_CODE_OUTPUTS in run.include:
+            outputs: list[dict[str, str]] = [{"type": "logs", "logs": script.logs}] if script.logs else []
+            for png in script.image_outputs:
+                outputs.append(
+                    {"type": "image", "url": "data:image/png;base64," + base64.b64encode(png).decode("ascii")}
+                )
+            item["outputs"] = outputs
+        yield {"type": "response.output_item.done", "output_index": where["output_index"], "item": item}
+
+    async def _response_get(self, request: web.Request) -> web.Response:
+        response = self._response(request.match_info["id"])
+        if request.query.get("stream") == "true":
+            raise _bad("FakeOpenAI does not support resuming streams (GET ?stream=true).", param="stream")
+        return web.json_response(response)
+
+    async def _response_delete(self, request: web.Request) -> web.Response:
+        response_id = request.match_info["id"]
+        self._response(response_id)
+        del self.responses[response_id]
+        return web.json_response({"id": response_id, "object": "response.deleted", "deleted": True})
+
+    async def _response_cancel(self, request: web.Request) -> web.Response:
+        """Only background responses can be cancelled; terminal ones are returned unchanged."""
+        response_id = request.match_info["id"]
+        response = self._response(response_id)
+        if not response["background"]:
+            raise _bad("Cannot cancel a synchronous response.")
+        task = self._tasks.get(response_id)
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+        return web.json_response(response)
+
+    async def _response_input_items(self, request: web.Request) -> web.Response:
+        response_id = request.match_info["id"]
+        self._response(response_id)
+        return web.json_response(_page(self._inputs.get(response_id, []), request.query))

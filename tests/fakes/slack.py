@@ -1,0 +1,1100 @@
+"""A loopback fake of Slack for one workspace: Web API, file hosting, Socket Mode and signed HTTP Events.
+
+`FakeSlack` is an aiohttp server on 127.0.0.1 (random port). Point the real clients at it:
+`AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)`; Bolt's `AsyncSocketModeHandler` then finds
+the websocket through `apps.connections.open`. Everything follows /work/shared/reference/slack-api.md: the JSON
+shapes, the error names and the limits. Where real Slack is undocumented the fake picks the *stricter* reading,
+so a bug shows up here rather than in production. Deliberate choices (see each method for details):
+
+- `thread_ts` must name an existing top-level message (else `thread_not_found`; a reply's ts ->
+  `cannot_reply_to_message`). Real Slack may silently post an orphan; a test should fail instead.
+- `users.info` returns `locale` only with `include_locale=true`, like the real method.
+- A stream lives `stream_ttl_s` from `chat.startStream`, appends do not extend it; afterwards append/stop
+  answer `message_not_in_streaming_state`. `chat.update` on a live stream answers `streaming_state_conflict`.
+- `conversations.replies` continuation pages omit the parent, as real Slack does.
+- The bot's own posts come back as events (`message` with `bot_id`, `message_changed` for edits and stream
+  stops) through whichever transport is active, so self-event filtering is exercised.
+- Socket Mode retries use a new `envelope_id` with the same payload (same `event_id`), `retry_attempt` + 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import mimetypes
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+from aiohttp import web
+
+ACK_BUDGET_S = 3.0
+MAX_RETRIES = 3
+MARKDOWN_LIMIT_CHARS = 12_000
+TEXT_TRUNCATE_CHARS = 40_000
+SECTION_TEXT_LIMIT_CHARS = 3_000
+MAX_BLOCKS = 50
+DOWNLOAD_CHUNK_BYTES = 64 * 1024
+HISTORY_DEFAULT_LIMIT = 100
+REPLIES_DEFAULT_LIMIT = 1000
+BOT_SCOPES = ("app_mentions:read,chat:write,files:read,files:write,channels:history,groups:history,"
+              "im:history,mpim:history,reactions:write,users:read")
+# Form-encoded clients send these as JSON strings; we decode them so tests see lists either way.
+_JSON_PARAMS = ("blocks", "chunks", "files", "loading_messages", "metadata", "attachments")
+_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
+_TASK_STATUSES = {"pending", "in_progress", "complete", "error"}
+SIGN_IN_PAGE = """<!DOCTYPE html>
+<html lang="en-US"><head><meta charset="utf-8"><title>Slack</title></head>
+<body class="sign_in"><h1>Sign in to Fake Workspace</h1>
+<form action="/signin" method="post"><input type="email" name="email"><button>Sign In</button></form>
+</body></html>
+"""
+
+
+class _SlackError(Exception):
+    """An `{"ok": false, "error": ...}` answer; `extra` is merged into the body."""
+
+    def __init__(self, error: str, **extra: Any) -> None:
+        super().__init__(error)
+        self.error, self.extra = error, extra
+
+
+@dataclass
+class RecordedCall:
+    """One request: a Web API call (`method` = "chat.postMessage"), or a file GET / upload POST
+    (`method` = "GET /files-pri/…" / "POST /upload/…"). `params` merges query string, form and JSON body
+    (JSON-string `blocks`/`chunks`/`files` are decoded); `headers` have lower-cased names."""
+
+    method: str
+    params: dict[str, Any]
+    headers: dict[str, str]
+    status: int | None = None
+
+    @property
+    def token(self) -> str | None:
+        """The bearer token of the Authorization header, or a `token` form parameter."""
+        auth = self.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            return auth[7:].strip() or None
+        token = self.params.get("token")
+        return token if isinstance(token, str) else None
+
+
+@dataclass
+class VisibleMessage:
+    """What a person sees of one message. `streaming` is True while a stream is open on it."""
+
+    ts: str
+    user: str | None
+    bot: bool
+    text: str
+    files: list[dict[str, Any]]
+    blocks: list[dict[str, Any]]
+    streaming: bool
+    thread_ts: str | None = None  # parent ts for replies, None for top-level messages
+    tasks: list[dict[str, Any]] = field(default_factory=list)  # task_update chunks, merged by id
+    reactions: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Channel:
+    id: str
+    is_im: bool
+    bot_is_member: bool
+    im_user: str | None = None
+
+    @property
+    def type(self) -> str:
+        return "im" if self.is_im else ("group" if self.id.startswith("G") else "channel")
+
+
+@dataclass
+class _Msg:
+    channel: str
+    ts: str
+    user: str | None
+    bot: bool
+    text: str = ""
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    thread_ts: str | None = None
+    subtype: str | None = None
+    upload: bool = False
+    client_msg_id: str | None = None
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    reactions: dict[str, list[str]] = field(default_factory=dict)
+    edited: dict[str, str] | None = None
+    stream_started: float | None = None  # loop.time() of chat.startStream
+    stream_stopped: bool = False
+
+
+@dataclass
+class _File:
+    obj: dict[str, Any]
+    content: bytes | None = None
+    path: Path | None = None
+    stub: bool = False
+
+
+def _sign(secret: str, timestamp: str, body: bytes) -> str:
+    digest = hmac.new(secret.encode(), b"v0:" + timestamp.encode() + b":" + body, hashlib.sha256).hexdigest()
+    return f"v0={digest}"
+
+
+def _rich_text(text: str) -> list[dict[str, Any]]:
+    """The rich_text block Slack clients attach to a typed message, with `user` elements for mentions."""
+    if not text:
+        return []
+    elements: list[dict[str, Any]] = []
+    pos = 0
+    for m in _MENTION.finditer(text):
+        if m.start() > pos:
+            elements.append({"type": "text", "text": text[pos:m.start()]})
+        elements.append({"type": "user", "user_id": m.group(1)})
+        pos = m.end()
+    if pos < len(text):
+        elements.append({"type": "text", "text": text[pos:]})
+    return [{"type": "rich_text", "block_id": uuid.uuid4().hex[:5],
+             "elements": [{"type": "rich_text_section", "elements": elements}]}]
+
+
+def _check_blocks(blocks: Any) -> list[dict[str, Any]]:
+    """Validate Block Kit limits as Slack does: ≤50 blocks, section text ≤3,000, markdown blocks ≤12,000."""
+    if blocks is None:
+        return []
+    if not isinstance(blocks, list) or not all(isinstance(b, dict) and "type" in b for b in blocks):
+        raise _SlackError("invalid_blocks_format")
+    if len(blocks) > MAX_BLOCKS:
+        raise _SlackError("invalid_blocks", response_metadata={
+            "messages": [f"[ERROR] no more than {MAX_BLOCKS} items allowed [json-pointer:/blocks]"]})
+    for i, b in enumerate(blocks):
+        text = b.get("text")
+        if b["type"] == "section" and isinstance(text, dict) and len(text.get("text", "")) > SECTION_TEXT_LIMIT_CHARS:
+            raise _SlackError("invalid_blocks", response_metadata={"messages": [
+                f"[ERROR] must be less than {SECTION_TEXT_LIMIT_CHARS + 1} characters "
+                f"[json-pointer:/blocks/{i}/text/text]"]})
+    if sum(len(b.get("text", "")) for b in blocks if b["type"] == "markdown") > MARKDOWN_LIMIT_CHARS:
+        raise _SlackError("msg_blocks_too_long")
+    return blocks
+
+
+class FakeSlack:
+    """Slack's Web API, file host, Socket Mode websocket and HTTP Events delivery for one workspace.
+
+    Channels `C1` (public, bot is a member) and `D1` (DM between the bot and `U1`) exist from the start;
+    users `U1` (ko-KR), `U2` (en-US) and the bot user exist. Use as `async with FakeSlack() as slack:`.
+    Timing knobs (attributes): `ack_timeout_s` (3 s, Slack's ack budget, for both transports) and
+    `retry_delays_s` (extra pause before retry 1..3; real Slack waits ≈0 s, 1 min, 5 min over HTTP).
+    """
+
+    def __init__(self, *, bot_token: str = "xoxb-test-token", app_token: str = "xapp-test-token",
+                 team_id: str = "T1", bot_user_id: str = "UBOT", bot_id: str = "B1", app_id: str = "A1",
+                 signing_secret: str = "test-signing-secret", stream_ttl_s: float = 300.0,
+                 ack_timeout_s: float = ACK_BUDGET_S) -> None:
+        self.bot_token, self.app_token, self.team_id = bot_token, app_token, team_id
+        self.bot_user_id, self.bot_id, self.app_id = bot_user_id, bot_id, app_id
+        self.signing_secret, self.stream_ttl_s, self.ack_timeout_s = signing_secret, stream_ttl_s, ack_timeout_s
+        self.retry_delays_s: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        self.calls: list[RecordedCall] = []
+        self.events: list[dict[str, Any]] = []  # every event_callback body produced, delivered or not
+        self.status_history: list[tuple[str, str, str]] = []
+        self.acks: dict[str, float] = {}
+        self.envelopes: list[dict[str, Any]] = []  # every Socket Mode envelope sent
+        self.http_events_url: str | None = None
+        self.http_deliveries: list[tuple[int, float]] = []  # status 0 = connection failed
+        self.socket_connections = 0  # hellos sent so far
+        self.base_url = self.api_url = ""
+        self._http_log: list[RecordedCall] = []
+        self._channels: dict[str, _Channel] = {}
+        self._messages: dict[str, list[_Msg]] = {}
+        self._users: dict[str, dict[str, Any]] = {}
+        self._files: dict[str, _File] = {}
+        self._pending_uploads: dict[str, dict[str, Any]] = {}
+        self._status: dict[tuple[str, str], str] = {}
+        self._failures: dict[str, list[tuple[str, int, int | None]]] = {}
+        self._tickets: set[str] = set()
+        self._sockets: list[web.WebSocketResponse] = []
+        self._draining: set[int] = set()
+        self._ack_waiters: dict[str, tuple[float, asyncio.Event]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._deliveries: set[asyncio.Task[Any]] = set()
+        self._seq = {"ts": 0, "event": 0, "file": 0}
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.add_channel("C1")
+        self.add_channel("D1", is_im=True)
+        self.add_user("U1", name="user1", locale="ko-KR", tz="Asia/Seoul")
+        self.add_user("U2", name="user2", locale="en-US", tz="America/Los_Angeles")
+        self.add_user(bot_user_id, name="csv-analyst", is_bot=True)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Bind 127.0.0.1 on a free port; sets `base_url` and `api_url`."""
+        app = web.Application(client_max_size=1024**3)
+        app.router.add_route("*", "/api/{method}", self._handle_api)
+        app.router.add_get("/link/", self._handle_socket)
+        app.router.add_post("/upload/v1/{file_id}", self._handle_upload)
+        app.router.add_get("/files-pri/{team_file}/download/{name}", self._handle_download)
+        app.router.add_get("/files-pri/{team_file}/{name}", self._handle_download)
+        app.router.add_get("/files/{user}/{file_id}/{name}", self._handle_html_page)
+        app.router.add_get("/external/{file_id}/{name}", self._handle_html_page)
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.api_url = f"{self.base_url}/api/"
+        self._session = aiohttp.ClientSession()
+
+    async def close(self) -> None:
+        """Cancel deliveries, close websockets, the server and the delivery session."""
+        for task in list(self._tasks | self._deliveries):
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._deliveries, return_exceptions=True)
+        for ws in list(self._sockets):
+            await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
+
+    async def __aenter__(self) -> FakeSlack:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ workspace setup
+    def add_channel(self, channel_id: str, *, is_im: bool = False, bot_is_member: bool = True,
+                    im_user: str = "U1") -> None:
+        """Create a conversation. IDs starting with D are DMs (with `im_user`), G private, else public.
+        Without membership the bot gets `not_in_channel` and no events from it, like real Slack."""
+        is_im = is_im or channel_id.startswith("D")
+        self._channels[channel_id] = _Channel(channel_id, is_im, bot_is_member or is_im, im_user if is_im else None)
+        self._messages.setdefault(channel_id, [])
+
+    def add_user(self, user_id: str, *, name: str, locale: str = "en-US", tz: str = "America/Los_Angeles",
+                 is_bot: bool = False) -> None:
+        """Register a user for `users.info` (locale only returned with `include_locale=true`)."""
+        self._users[user_id] = {
+            "id": user_id, "team_id": self.team_id, "name": name, "deleted": False, "real_name": name,
+            "tz": tz, "tz_label": tz, "tz_offset": 32400 if tz == "Asia/Seoul" else -28800,
+            "profile": {"real_name": name, "display_name": name, "team": self.team_id},
+            "is_admin": False, "is_owner": False, "is_bot": is_bot, "is_app_user": False,
+            "updated": 1700000000, "locale": locale}
+
+    def add_file(self, *, name: str, content: bytes | None = None, mimetype: str = "text/csv",
+                 filetype: str = "csv", user: str = "U1", content_path: str | os.PathLike[str] | None = None,
+                 stub: bool = False, **overrides: Any) -> dict[str, Any]:
+        """Host a file and return its full Slack file object (a copy).
+
+        Give `content` bytes or `content_path` (streamed from disk, for huge files). `size` is the real byte
+        count unless overridden. `overrides` are merged last: `size`, `mode` ("tombstone", "hidden_by_limit",
+        "external"), `is_external`, `external_type`, `title`, … External files get an HTML `url_private` and no
+        `url_private_download`. With `stub=True` messages and events carry only
+        `{"id", "mode": "hosted", "file_access": "check_file_info"}`; `files.info` has the full object.
+        """
+        if not self.base_url:
+            raise RuntimeError("FakeSlack.start() must run before add_file()")
+        if (content is None) == (content_path is None):
+            raise ValueError("give exactly one of content= or content_path=")
+        return self._host_file(self._new_file_id(), name=name, content=content, mimetype=mimetype,
+                               filetype=filetype, user=user, content_path=content_path, stub=stub, **overrides)
+
+    def _new_file_id(self) -> str:
+        self._seq["file"] += 1
+        return f"F{self._seq['file']:08d}"
+
+    def _host_file(self, fid: str, *, name: str, content: bytes | None, mimetype: str, filetype: str, user: str,
+                   content_path: str | os.PathLike[str] | None = None, stub: bool = False,
+                   **overrides: Any) -> dict[str, Any]:
+        path = Path(content_path) if content_path is not None else None
+        size = len(content) if content is not None else path.stat().st_size  # type: ignore[union-attr]
+        now = int(time.time())
+        external = bool(overrides.get("is_external")) or overrides.get("mode") == "external"
+        obj: dict[str, Any] = {
+            "id": fid, "created": now, "timestamp": now, "name": name, "title": name, "mimetype": mimetype,
+            "filetype": filetype, "pretty_type": {"csv": "CSV", "tsv": "TSV", "png": "PNG", "text": "Plain Text",
+                                                  "xlsx": "Excel Spreadsheet"}.get(filetype, filetype.upper()),
+            "user": user, "user_team": self.team_id, "editable": False, "size": size,
+            "mode": "external" if external else "hosted", "is_external": external,
+            "external_type": "gdrive" if external else "", "is_public": True, "public_url_shared": False,
+            "display_as_bot": False, "username": "", "file_access": "visible", "media_display_type": "unknown",
+            "url_private": f"{self.base_url}/files-pri/{self.team_id}-{fid}/{quote(name)}",
+            "url_private_download": f"{self.base_url}/files-pri/{self.team_id}-{fid}/download/{quote(name)}",
+            "permalink": f"{self.base_url}/files/{user}/{fid}/{quote(name)}",
+            "permalink_public": f"{self.base_url}/files/{self.team_id}-{fid}-public/{quote(name)}",
+            "has_rich_preview": False, "shares": {}, "channels": [], "groups": [], "ims": [], "comments_count": 0}
+        if external:
+            obj["url_private"] = f"{self.base_url}/external/{fid}/{quote(name)}"
+            del obj["url_private_download"]
+        obj.update(overrides)
+        self._files[fid] = _File(obj, content, path, stub)
+        return json.loads(json.dumps(obj))
+
+    # ------------------------------------------------------------------ people post
+    async def user_posts(self, *, channel: str, text: str, user: str = "U1", files: list[dict[str, Any]] | None = None,
+                         thread_ts: str | None = None, deliver: bool = True) -> dict[str, Any]:
+        """Store a person's message and deliver the events Slack would; returns the message dict (with "ts").
+
+        Channel + `<@BOT>` mention -> `app_mention` then `message` (separate event_ids, same ts); channel without
+        mention -> `message` only; DM -> `message` (channel_type "im") only; channels the bot is not in -> none.
+        Files make it a `file_share` message (`files`, `upload: false`); files must come from `add_file`.
+        """
+        ch = self._channel(channel)
+        if thread_ts is not None:
+            self._thread_root(channel, thread_ts)
+        fids = []
+        for f in files or []:
+            if f.get("id") not in self._files:
+                raise KeyError(f"file {f.get('id')!r} was not registered with add_file()")
+            fids.append(f["id"])
+        msg = _Msg(channel, self._next_ts(), user, False, text, _rich_text(text), fids, thread_ts,
+                   "file_share" if fids else None, False, str(uuid.uuid4()))
+        self._store(msg)
+        envelopes = []
+        if ch.bot_is_member:
+            mentioned = not ch.is_im and any(m.group(1) == self.bot_user_id for m in _MENTION.finditer(text))
+            if mentioned:
+                ev = {k: v for k, v in self._message_event(msg).items() if k not in ("subtype", "channel_type")}
+                envelopes.append(self._envelope({**ev, "type": "app_mention"}))
+            envelopes.append(self._envelope(self._message_event(msg)))
+        if deliver:
+            for env in envelopes:
+                await self.deliver(env)
+        return self._api_message(msg)
+
+    # ------------------------------------------------------------------ what people see
+    def thread(self, channel: str, thread_ts: str) -> list[VisibleMessage]:
+        """Root plus replies, oldest first; [] if there is no such root."""
+        root = self._find(channel, thread_ts)
+        if root is None or root.thread_ts is not None:
+            return []
+        return [self._visible(m) for m in [root, *self._replies(root)]]
+
+    def channel_root_messages(self, channel: str) -> list[VisibleMessage]:
+        """Top-level messages of a channel, oldest first."""
+        return [self._visible(m) for m in self._messages.get(channel, []) if m.thread_ts is None]
+
+    def status(self, channel: str, thread_ts: str) -> str:
+        """The assistant.threads.setStatus text showing in that thread ("" if none or cleared)."""
+        return self._status.get((channel, thread_ts), "")
+
+    def file_downloads(self) -> list[RecordedCall]:
+        """GETs of hosted files (url_private, url_private_download, permalinks), with response status."""
+        return [c for c in self._http_log if c.method.startswith("GET ")]
+
+    def file_uploads(self) -> list[RecordedCall]:
+        """POSTs to upload URLs; params hold `file_id`, `declared_length` and `received_length`."""
+        return [c for c in self._http_log if c.method.startswith("POST ")]
+
+    def calls_to(self, method: str) -> list[RecordedCall]:
+        """Recorded Web API calls of one method, in order."""
+        return [c for c in self.calls if c.method == method]
+
+    def fail_next(self, method: str, *, error: str = "ratelimited", status: int = 200,
+                  retry_after: int | None = None, times: int = 1) -> None:
+        """Make the next `times` calls of `method` fail. `status=429` answers HTTP 429 with
+        `{"ok":false,"error":"ratelimited"}` and `Retry-After` (default 1); else HTTP `status` with `error`."""
+        self._failures.setdefault(method, []).extend([(error, status, retry_after)] * times)
+
+    async def wait_for(self, predicate: Callable[[], bool], *, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Poll until `predicate()` is true; on timeout raise AssertionError with the recent wire traffic."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not predicate():
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"condition not met within {timeout}s\n{self.dump()}")
+            await asyncio.sleep(0.01)
+
+    def dump(self, last: int = 40) -> str:
+        """Human-readable tail of calls, events and deliveries, for assertion messages."""
+        lines = ["recent Web API calls:"]
+        for c in self.calls[-last:]:
+            lines.append(f"  {c.method} {json.dumps(c.params, ensure_ascii=False, default=str)[:300]}")
+        lines.append("recent events:")
+        for e in self.events[-last:]:
+            ev = e["event"]
+            lines.append(f"  {e['event_id']} {ev.get('type')}/{ev.get('subtype', '')} "
+                         f"user={ev.get('user')} ts={ev.get('ts')} text={str(ev.get('text', ''))[:80]!r}")
+        lines.append(f"acks={self.acks} http_deliveries={self.http_deliveries} sockets={len(self._sockets)}")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ delivery
+    async def wait_socket_connected(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Wait until a Socket Mode client is connected and has been sent `hello`."""
+        await self.wait_for(lambda: self._live_socket() is not None, timeout=timeout)
+
+    async def disconnect_socket(self, reason: str = "refresh_requested") -> None:
+        """Send `{"type":"disconnect"}` on every open socket; clients re-open via apps.connections.open.
+        No further envelopes go to those sockets."""
+        for ws in list(self._sockets):
+            self._draining.add(id(ws))
+            with contextlib.suppress(ConnectionError):
+                await ws.send_json({"type": "disconnect", "reason": reason,
+                                    "debug_info": {"host": "applink-fake-1"}})
+
+    async def drop_socket(self) -> None:
+        """Close every socket abruptly (CLOSE frame), as when Slack recycles a connection."""
+        for ws in list(self._sockets):
+            await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY)
+
+    async def deliver(self, envelope: dict[str, Any], *, retry_attempt: int = 0, retry_reason: str = "") -> None:
+        """Deliver one event_callback body via Socket Mode if a client is connected, else signed HTTP to
+        `http_events_url`. Returns once the first attempt is on the wire; unacknowledged deliveries are
+        retried in the background (≤3 retries). Raises RuntimeError when there is no transport."""
+        if self._live_socket() is None and not self.http_events_url and not self._sockets:
+            raise RuntimeError("no transport: connect a Socket Mode client or set http_events_url\n" + self.dump())
+        sent = asyncio.Event()
+        task = asyncio.create_task(self._run_delivery(envelope, retry_attempt, retry_reason, sent))
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+        waiter = asyncio.create_task(sent.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+    async def wait_delivered(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+        """Wait until every delivery (including its retries) has finished."""
+        await self.wait_for(lambda: not self._deliveries, timeout=timeout)
+
+    async def post_signed(self, url: str, body: bytes, *, timestamp: str | None = None, secret: str | None = None,
+                          headers: dict[str, str] | None = None) -> tuple[int, str]:
+        """POST `body` signed like Slack (override `timestamp`/`secret` to forge bad requests)."""
+        ts = timestamp if timestamp is not None else str(int(time.time()))
+        hdrs = {"Content-Type": "application/json", "X-Slack-Request-Timestamp": ts,
+                "X-Slack-Signature": _sign(secret if secret is not None else self.signing_secret, ts, body),
+                **(headers or {})}
+        assert self._session is not None, "start() first"
+        async with self._session.post(url, data=body, headers=hdrs) as resp:
+            return resp.status, await resp.text()
+
+    def _live_socket(self) -> web.WebSocketResponse | None:
+        live = [ws for ws in self._sockets if not ws.closed and id(ws) not in self._draining]
+        return live[-1] if live else None
+
+    async def _run_delivery(self, body: dict[str, Any], attempt: int, reason: str, sent: asyncio.Event) -> None:
+        while True:
+            if self._live_socket() is not None or not self.http_events_url:
+                ok, failure = await self._attempt_socket(body, attempt, reason, sent)
+            else:
+                ok, failure = await self._attempt_http(body, attempt, reason, sent)
+            sent.set()
+            if ok or attempt >= MAX_RETRIES:
+                return
+            attempt, reason = attempt + 1, failure
+            if self.retry_delays_s[attempt - 1]:
+                await asyncio.sleep(self.retry_delays_s[attempt - 1])
+
+    async def _attempt_socket(self, body: dict[str, Any], attempt: int, reason: str,
+                              sent: asyncio.Event) -> tuple[bool, str]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.ack_timeout_s
+        while (ws := self._live_socket()) is None and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)  # a reconnecting client: Slack holds the event meanwhile
+        if ws is None:
+            return False, "timeout"
+        envelope = {"envelope_id": str(uuid.uuid4()), "type": "events_api", "payload": body,
+                    "accepts_response_payload": False, "retry_attempt": attempt, "retry_reason": reason}
+        acked = asyncio.Event()
+        self._ack_waiters[envelope["envelope_id"]] = (loop.time(), acked)
+        try:
+            await ws.send_json(envelope)
+        except (ConnectionError, RuntimeError):
+            return False, "timeout"
+        self.envelopes.append(envelope)
+        sent.set()
+        try:
+            await asyncio.wait_for(acked.wait(), self.ack_timeout_s)
+            return True, ""
+        except TimeoutError:
+            return False, "timeout"
+
+    async def _attempt_http(self, body: dict[str, Any], attempt: int, reason: str,
+                            sent: asyncio.Event) -> tuple[bool, str]:
+        raw = json.dumps(body).encode()
+        ts = str(int(time.time()))
+        headers = {"Content-Type": "application/json", "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+                   "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": _sign(self.signing_secret, ts, raw)}
+        if attempt:
+            headers.update({"X-Slack-Retry-Num": str(attempt), "X-Slack-Retry-Reason": reason})
+        post = self._spawn(self._post_event(str(self.http_events_url), raw, headers))
+        sent.set()
+        done, _ = await asyncio.wait({post}, timeout=self.ack_timeout_s)
+        if not done:
+            return False, "http_timeout"  # Slack retries at 3 s even though the first request still runs
+        status, no_retry = post.result()
+        if status == 0:
+            return False, "connection_failed"
+        return (200 <= status < 300 or no_retry), "http_error"
+
+    async def _post_event(self, url: str, raw: bytes, headers: dict[str, str]) -> tuple[int, bool]:
+        assert self._session is not None
+        start = asyncio.get_running_loop().time()
+        try:
+            async with self._session.post(url, data=raw, headers=headers, allow_redirects=False) as resp:
+                await resp.read()
+                status, no_retry = resp.status, resp.headers.get("X-Slack-No-Retry") == "1"
+        except (aiohttp.ClientError, OSError):
+            status, no_retry = 0, False
+        self.http_deliveries.append((status, asyncio.get_running_loop().time() - start))
+        return status, no_retry
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _echo(self, event: dict[str, Any]) -> None:
+        """Deliver an event about the bot's own message, if any transport is up (else only record it)."""
+        env = self._envelope(event)
+        if self._live_socket() is not None or self.http_events_url:
+            self._spawn(self.deliver(env))
+
+    # ------------------------------------------------------------------ HTTP handlers
+    async def _handle_api(self, request: web.Request) -> web.StreamResponse:
+        method = request.match_info["method"]
+        params: dict[str, Any] = dict(request.query)
+        if request.method == "POST" and request.can_read_body:
+            if request.content_type == "application/json":
+                try:
+                    body = await request.json()
+                except json.JSONDecodeError:
+                    return web.json_response({"ok": False, "error": "invalid_json"})
+                if isinstance(body, dict):
+                    params.update(body)
+            else:
+                form = await request.post()
+                params.update({k: v for k, v in form.items() if isinstance(v, str)})
+        for key in _JSON_PARAMS:
+            if isinstance(params.get(key), str) and params[key][:1] in "[{":
+                with contextlib.suppress(json.JSONDecodeError):
+                    params[key] = json.loads(params[key])
+        call = RecordedCall(method, params, {k.lower(): v for k, v in request.headers.items()})
+        self.calls.append(call)
+        if self._failures.get(method):
+            error, status, retry_after = self._failures[method].pop(0)
+            if status == 429:
+                return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                         headers={"Retry-After": str(1 if retry_after is None else retry_after)})
+            return web.json_response({"ok": False, "error": error}, status=status)
+        handler = getattr(self, "_m_" + method.replace(".", "_"), None)
+        if handler is None:
+            return web.json_response({"ok": False, "error": "unknown_method", "req_method": method})
+        want = self.app_token if method == "apps.connections.open" else self.bot_token
+        other = self.bot_token if want == self.app_token else self.app_token
+        token = call.token
+        try:
+            if token is None:
+                raise _SlackError("not_authed")
+            if token == other:
+                raise _SlackError("not_allowed_token_type")
+            if token != want:
+                raise _SlackError("invalid_auth")
+            result = handler(params)
+        except _SlackError as e:
+            call.status = 200
+            return web.json_response({"ok": False, "error": e.error, **e.extra})
+        call.status = 200
+        headers = {"x-oauth-scopes": BOT_SCOPES} if want == self.bot_token else {}
+        return web.json_response({"ok": True, **result}, headers=headers)
+
+    async def _handle_socket(self, request: web.Request) -> web.StreamResponse:
+        ticket = request.query.get("ticket", "")
+        if ticket not in self._tickets:
+            return web.Response(status=401, text="invalid ticket")
+        self._tickets.discard(ticket)
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        await ws.send_json({"type": "hello", "num_connections": len(self._sockets) + 1,
+                            "debug_info": {"host": "applink-fake-1", "build_number": 10,
+                                           "approximate_connection_time": 18060},
+                            "connection_info": {"app_id": self.app_id}})
+        self._sockets.append(ws)
+        self.socket_connections += 1
+        try:
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    continue
+                with contextlib.suppress(ValueError, AttributeError):
+                    env_id = json.loads(msg.data).get("envelope_id")
+                    if env_id in self._ack_waiters:
+                        sent_at, acked = self._ack_waiters.pop(env_id)
+                        self.acks[env_id] = asyncio.get_running_loop().time() - sent_at
+                        acked.set()
+        finally:
+            self._sockets.remove(ws)
+            self._draining.discard(id(ws))
+        return ws
+
+    async def _handle_upload(self, request: web.Request) -> web.StreamResponse:
+        fid = request.match_info["file_id"]
+        if request.content_type.startswith("multipart/"):
+            form = await request.post()
+            part = form.get("file")
+            data = part.file.read() if hasattr(part, "file") else str(part or "").encode()
+        else:
+            data = await request.read()
+        pending = self._pending_uploads.get(fid)
+        self._http_log.append(RecordedCall(f"POST {request.path}", {
+            "file_id": fid, "declared_length": pending and pending["length"], "received_length": len(data)},
+            {k.lower(): v for k, v in request.headers.items()}, 200 if pending else 404))
+        if pending is None:
+            return web.Response(status=404, text="Not Found")
+        pending["data"] = data  # Slack is lenient about length mismatches; file_uploads() shows both
+        return web.Response(text=f"OK - {len(data)}", content_type="text/plain")
+
+    async def _handle_download(self, request: web.Request) -> web.StreamResponse:
+        team, _, fid = request.match_info["team_file"].partition("-")
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        call = RecordedCall(f"GET {request.path}", dict(request.query), headers)
+        self._http_log.append(call)
+        if call.token != self.bot_token:  # the classic pitfall: 200 + an HTML sign-in page
+            call.status = 200
+            return web.Response(text=SIGN_IN_PAGE, content_type="text/html")
+        f = self._files.get(fid)
+        if team != self.team_id or f is None or f.obj.get("mode") in ("tombstone", "hidden_by_limit", "external"):
+            call.status = 404
+            return web.Response(status=404, text="Not Found")
+        size = len(f.content) if f.content is not None else f.path.stat().st_size  # type: ignore[union-attr]
+        resp = web.StreamResponse(headers={"Content-Type": f.obj["mimetype"], "Content-Length": str(size)})
+        if "/download/" in request.path:
+            resp.headers["Content-Disposition"] = f'attachment; filename="{f.obj["name"]}"'
+        await resp.prepare(request)
+        call.status = 200
+        if f.content is not None:
+            for i in range(0, len(f.content), DOWNLOAD_CHUNK_BYTES):
+                await resp.write(f.content[i:i + DOWNLOAD_CHUNK_BYTES])
+        else:
+            fh = await asyncio.to_thread(open, f.path, "rb")  # type: ignore[arg-type]
+            try:
+                while chunk := await asyncio.to_thread(fh.read, DOWNLOAD_CHUNK_BYTES):
+                    await resp.write(chunk)
+            finally:
+                fh.close()
+        await resp.write_eof()
+        return resp
+
+    async def _handle_html_page(self, request: web.Request) -> web.StreamResponse:
+        """Permalinks and external files are web pages, never the bytes."""
+        self._http_log.append(RecordedCall(f"GET {request.path}", dict(request.query),
+                                           {k.lower(): v for k, v in request.headers.items()}, 200))
+        return web.Response(text=SIGN_IN_PAGE, content_type="text/html")
+
+    # ------------------------------------------------------------------ Web API methods
+    def _m_auth_test(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {"url": f"{self.base_url}/", "team": "Fake Workspace", "user": "csv-analyst", "team_id": self.team_id,
+                "user_id": self.bot_user_id, "bot_id": self.bot_id, "app_id": self.app_id,
+                "is_enterprise_install": False}
+
+    def _m_apps_connections_open(self, p: dict[str, Any]) -> dict[str, Any]:
+        ticket = uuid.uuid4().hex
+        self._tickets.add(ticket)
+        return {"url": f"ws://127.0.0.1:{self.base_url.rsplit(':', 1)[1]}/link/?ticket={ticket}&app_id={self.app_id}"}
+
+    def _m_chat_postMessage(self, p: dict[str, Any]) -> dict[str, Any]:
+        """`markdown_text` (≤12,000) excludes `text`/`blocks` (`markdown_text_conflict`); text over 40,000 is
+        truncated; no content -> `no_text`; `thread_ts` must be a root (see module docstring)."""
+        ch = self._writable(p.get("channel"))
+        text, blocks = self._content(p, truncate=True)
+        thread_ts = p.get("thread_ts") or None
+        if thread_ts:
+            self._thread_root(ch.id, thread_ts)
+        msg = self._bot_post(ch, text, blocks, thread_ts)
+        return {"channel": ch.id, "ts": msg.ts, "message": self._api_message(msg)}
+
+    def _m_chat_update(self, p: dict[str, Any]) -> dict[str, Any]:
+        """Only the bot's own messages (`cant_update_message`); a live stream -> `streaming_state_conflict`."""
+        ch = self._channel(p.get("channel"))
+        msg = self._find(ch.id, str(p.get("ts", "")))
+        if msg is None:
+            raise _SlackError("message_not_found")
+        if not msg.bot:
+            raise _SlackError("cant_update_message")
+        if self._is_streaming(msg):
+            raise _SlackError("streaming_state_conflict")
+        text, blocks = self._content(p, truncate=False)
+        before = self._api_message(msg)
+        msg.text, msg.blocks = text, blocks
+        msg.edited = {"user": self.bot_user_id, "ts": self._next_ts()}
+        self._echo_changed(msg, before)
+        return {"channel": ch.id, "ts": msg.ts, "text": msg.text, "message": self._api_message(msg)}
+
+    def _m_chat_startStream(self, p: dict[str, Any]) -> dict[str, Any]:
+        """Needs a root `thread_ts`; outside DMs also `recipient_team_id` and `recipient_user_id`."""
+        ch = self._writable(p.get("channel"))
+        if not p.get("thread_ts"):
+            raise _SlackError("invalid_arguments", response_metadata={"messages": ["missing thread_ts"]})
+        self._thread_root(ch.id, p["thread_ts"])
+        if not ch.is_im and not p.get("recipient_team_id"):
+            raise _SlackError("missing_recipient_team_id")
+        if not ch.is_im and not p.get("recipient_user_id"):
+            raise _SlackError("missing_recipient_user_id")
+        msg = _Msg(ch.id, self._next_ts(), self.bot_user_id, True, thread_ts=p["thread_ts"],
+                   stream_started=asyncio.get_running_loop().time())
+        self._apply_chunks(msg, p)
+        self._store(msg)
+        self._bot_replied(ch.id, p["thread_ts"])
+        self._echo(self._message_event(msg))
+        return {"channel": ch.id, "ts": msg.ts}
+
+    def _m_chat_appendStream(self, p: dict[str, Any]) -> dict[str, Any]:
+        msg = self._stream(p)
+        if p.get("markdown_text") is None and not p.get("chunks"):
+            raise _SlackError("invalid_arguments", response_metadata={"messages": ["missing markdown_text"]})
+        self._apply_chunks(msg, p)
+        return {"channel": msg.channel, "ts": msg.ts}
+
+    def _m_chat_stopStream(self, p: dict[str, Any]) -> dict[str, Any]:
+        msg = self._stream(p)
+        before = self._api_message(msg)
+        self._apply_chunks(msg, p)
+        if p.get("blocks"):
+            msg.blocks = msg.blocks + _check_blocks(p["blocks"])
+        msg.stream_stopped = True
+        self._echo_changed(msg, before)
+        return {"channel": msg.channel, "ts": msg.ts, "message": self._api_message(msg)}
+
+    def _m_assistant_threads_setStatus(self, p: dict[str, Any]) -> dict[str, Any]:
+        ch = self._channel(p.get("channel_id"))
+        if not p.get("thread_ts") or "status" not in p:
+            raise _SlackError("invalid_arguments", response_metadata={"messages": ["missing thread_ts/status"]})
+        self._status[(ch.id, p["thread_ts"])] = p["status"]
+        self.status_history.append((ch.id, p["thread_ts"], p["status"]))
+        return {}
+
+    def _m_reactions_add(self, p: dict[str, Any]) -> dict[str, Any]:
+        ch = self._channel(p.get("channel"))
+        msg = self._find(ch.id, str(p.get("timestamp", "")))
+        if msg is None:
+            raise _SlackError("message_not_found")
+        name = str(p.get("name", ""))
+        if not name or ":" in name:
+            raise _SlackError("invalid_name")
+        users = msg.reactions.setdefault(name, [])
+        if self.bot_user_id in users:
+            raise _SlackError("already_reacted")
+        users.append(self.bot_user_id)
+        return {}
+
+    def _m_files_info(self, p: dict[str, Any]) -> dict[str, Any]:
+        f = self._files.get(str(p.get("file", "")))
+        if f is None:
+            raise _SlackError("file_not_found")
+        if f.obj.get("mode") == "tombstone":
+            raise _SlackError("file_deleted")
+        return {"file": json.loads(json.dumps(f.obj)), "comments": [], "response_metadata": {"next_cursor": ""}}
+
+    def _m_conversations_replies(self, p: dict[str, Any]) -> dict[str, Any]:
+        """[root, replies…] with `limit` (default 1000) and cursors; later pages omit the root."""
+        ch = self._readable(p.get("channel"))
+        root = self._find(ch.id, str(p.get("ts", "")))
+        if root is None:
+            raise _SlackError("thread_not_found")
+        msgs = [root] if root.thread_ts is not None else [root, *self._replies(root)]
+        start = self._cursor_index(p.get("cursor"), msgs) if p.get("cursor") else 0
+        limit = self._limit(p, REPLIES_DEFAULT_LIMIT)
+        page = msgs[start:start + limit]
+        more = start + limit < len(msgs)
+        out: dict[str, Any] = {"messages": [self._api_message(m) for m in page], "has_more": more}
+        if more:
+            out["response_metadata"] = {"next_cursor": self._cursor(msgs[start + limit])}
+        return out
+
+    def _m_conversations_history(self, p: dict[str, Any]) -> dict[str, Any]:
+        """Top-level messages only, newest first; `latest`/`oldest` exclusive unless `inclusive`."""
+        ch = self._readable(p.get("channel"))
+        inclusive = str(p.get("inclusive", "")).lower() in ("1", "true")
+        latest, oldest = float(p.get("latest") or "inf"), float(p.get("oldest") or 0)
+
+        def in_range(m: _Msg) -> bool:
+            t = float(m.ts)
+            return (oldest <= t <= latest) if inclusive else (oldest < t < latest)
+
+        msgs = [m for m in reversed(self._messages[ch.id]) if m.thread_ts is None and in_range(m)]
+        start = self._cursor_index(p.get("cursor"), msgs) if p.get("cursor") else 0
+        limit = self._limit(p, HISTORY_DEFAULT_LIMIT)
+        more = start + limit < len(msgs)
+        return {"messages": [self._api_message(m) for m in msgs[start:start + limit]], "has_more": more,
+                "pin_count": 0, "response_metadata": {"next_cursor": self._cursor(msgs[start + limit]) if more else ""}}
+
+    def _m_users_info(self, p: dict[str, Any]) -> dict[str, Any]:
+        """`locale` only with `include_locale=true`, as in real Slack."""
+        user = self._users.get(str(p.get("user", "")))
+        if user is None:
+            raise _SlackError("user_not_found")
+        out = dict(user)
+        if str(p.get("include_locale", "")).lower() not in ("1", "true"):
+            out.pop("locale")
+        return {"user": out}
+
+    def _m_files_getUploadURLExternal(self, p: dict[str, Any]) -> dict[str, Any]:
+        if not p.get("filename") or not str(p.get("length", "")).isdigit():
+            raise _SlackError("invalid_arguments", response_metadata={"messages": ["filename and length required"]})
+        fid = self._new_file_id()
+        self._pending_uploads[fid] = {"filename": p["filename"], "length": int(p["length"]), "data": None,
+                                      "alt_txt": p.get("alt_txt")}
+        return {"upload_url": f"{self.base_url}/upload/v1/{fid}", "file_id": fid}
+
+    def _m_files_completeUploadExternal(self, p: dict[str, Any]) -> dict[str, Any]:
+        """Unknown, not-yet-uploaded or already-completed ids -> `file_not_found` ("Could not find the file from
+        the upload ticket"). With `channel_id`/`channels` the bot posts a file message (in `thread_ts`)."""
+        items = p.get("files")
+        if not isinstance(items, list) or not items:
+            raise _SlackError("invalid_arguments", response_metadata={"messages": ["files required"]})
+        for item in items:
+            pending = self._pending_uploads.get(str(item.get("id")))
+            if pending is None or pending["data"] is None:
+                raise _SlackError("file_not_found")
+        channels = [c for c in str(p.get("channels") or "").split(",") if c] or (
+            [p["channel_id"]] if p.get("channel_id") else [])
+        chans = [self._writable(c) for c in channels]
+        thread_ts = p.get("thread_ts") or None
+        for ch in chans:
+            if thread_ts:
+                self._thread_root(ch.id, thread_ts)
+        out, fids = [], []
+        for item in items:
+            pending = self._pending_uploads.pop(item["id"])
+            name = pending["filename"]
+            mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
+            ext = name.rsplit(".", 1)[-1].lower() if "." in name else "binary"
+            obj = self._host_file(item["id"], name=name, content=pending["data"], mimetype=mime, filetype=ext,
+                                  user=self.bot_user_id, title=item.get("title") or name)
+            out.append({**obj, "shares": {}})  # sharing is asynchronous in real Slack
+            fids.append(item["id"])
+        for ch in chans:
+            msg = self._bot_post(ch, str(p.get("initial_comment") or ""), [], thread_ts, files=fids)
+            for fid in fids:
+                self._share(fid, msg)
+        return {"files": out}
+
+    # ------------------------------------------------------------------ internals
+    def _next_ts(self) -> str:
+        self._seq["ts"] += 1
+        micros = self._seq["ts"] * 100
+        return f"{1700000000 + micros // 1_000_000}.{micros % 1_000_000:06d}"
+
+    def _envelope(self, event: dict[str, Any]) -> dict[str, Any]:
+        self._seq["event"] += 1
+        env = {"token": "fake-verification-token", "team_id": self.team_id, "context_team_id": self.team_id,
+               "context_enterprise_id": None, "api_app_id": self.app_id, "event": event, "type": "event_callback",
+               "event_id": f"Ev{self._seq['event']:04d}FAKE", "event_time": int(time.time()),
+               "authorizations": [{"enterprise_id": None, "team_id": self.team_id, "user_id": self.bot_user_id,
+                                   "is_bot": True, "is_enterprise_install": False}],
+               "is_ext_shared_channel": False,
+               "event_context": "4-" + base64.b64encode(json.dumps({"ch": event.get("channel")}).encode()).decode()}
+        self.events.append(env)
+        return env
+
+    def _channel(self, channel: Any) -> _Channel:
+        ch = self._channels.get(str(channel or ""))
+        if ch is None:
+            raise _SlackError("channel_not_found")
+        return ch
+
+    def _writable(self, channel: Any) -> _Channel:
+        ch = self._channel(channel)
+        if not ch.bot_is_member:
+            raise _SlackError("not_in_channel")
+        return ch
+
+    _readable = _writable  # bots read history only where they are members
+
+    def _find(self, channel: str, ts: str) -> _Msg | None:
+        return next((m for m in self._messages.get(channel, []) if m.ts == ts), None)
+
+    def _thread_root(self, channel: str, thread_ts: str) -> _Msg:
+        root = self._find(channel, thread_ts)
+        if root is None:
+            raise _SlackError("thread_not_found")
+        if root.thread_ts is not None:
+            raise _SlackError("cannot_reply_to_message")
+        return root
+
+    def _replies(self, root: _Msg) -> list[_Msg]:
+        return [m for m in self._messages[root.channel] if m.thread_ts == root.ts]
+
+    def _store(self, msg: _Msg) -> None:
+        self._messages[msg.channel].append(msg)
+        for fid in msg.files:
+            self._share(fid, msg)
+
+    def _share(self, fid: str, msg: _Msg) -> None:
+        obj, ch = self._files[fid].obj, self._channels[msg.channel]
+        kind = "private" if ch.is_im or ch.id.startswith("G") else "public"
+        share = {"ts": msg.ts, "channel_name": ch.id.lower(), "team_id": self.team_id, "share_user_id": msg.user}
+        if msg.thread_ts:
+            share["thread_ts"] = msg.thread_ts
+        obj["shares"].setdefault(kind, {}).setdefault(ch.id, []).append(share)
+        bucket = obj["ims"] if ch.is_im else obj["groups"] if kind == "private" else obj["channels"]
+        if ch.id not in bucket:
+            bucket.append(ch.id)
+
+    def _content(self, p: dict[str, Any], *, truncate: bool) -> tuple[str, list[dict[str, Any]]]:
+        md, text, blocks = p.get("markdown_text"), p.get("text"), p.get("blocks")
+        if md is not None:
+            if text is not None or blocks is not None:
+                raise _SlackError("markdown_text_conflict")
+            if len(md) > MARKDOWN_LIMIT_CHARS:
+                raise _SlackError("msg_too_long")
+            return md, []
+        checked = _check_blocks(blocks)
+        if not text and not checked and not p.get("attachments"):
+            raise _SlackError("no_text")
+        text = str(text or "")
+        if len(text) > TEXT_TRUNCATE_CHARS:
+            if not truncate:
+                raise _SlackError("msg_too_long")
+            text = text[:TEXT_TRUNCATE_CHARS]
+        return text, checked
+
+    def _bot_post(self, ch: _Channel, text: str, blocks: list[dict[str, Any]], thread_ts: str | None,
+                  files: list[str] | None = None) -> _Msg:
+        msg = _Msg(ch.id, self._next_ts(), self.bot_user_id, True, text, blocks, list(files or []), thread_ts,
+                   "file_share" if files else None, bool(files))
+        self._messages[ch.id].append(msg)
+        if thread_ts:
+            self._bot_replied(ch.id, thread_ts)
+        self._echo(self._message_event(msg))
+        return msg
+
+    def _bot_replied(self, channel: str, thread_ts: str) -> None:
+        """Slack clears the thread's status indicator when the app replies in it."""
+        if self._status.get((channel, thread_ts)):
+            self._status[(channel, thread_ts)] = ""
+            self.status_history.append((channel, thread_ts, ""))
+
+    def _stream(self, p: dict[str, Any]) -> _Msg:
+        ch = self._channel(p.get("channel"))
+        msg = self._find(ch.id, str(p.get("ts", "")))
+        if msg is None:
+            raise _SlackError("message_not_found")
+        if not msg.bot:
+            raise _SlackError("message_not_owned_by_app")
+        if not self._is_streaming(msg):
+            raise _SlackError("message_not_in_streaming_state")
+        return msg
+
+    def _is_streaming(self, msg: _Msg) -> bool:
+        return (msg.stream_started is not None and not msg.stream_stopped
+                and asyncio.get_running_loop().time() - msg.stream_started < self.stream_ttl_s)
+
+    def _apply_chunks(self, msg: _Msg, p: dict[str, Any]) -> None:
+        """Validate then apply `markdown_text` and `chunks` (≤12,000 markdown chars per call)."""
+        chunks = p.get("chunks") or []
+        if not isinstance(chunks, list):
+            raise _SlackError("invalid_arguments", response_metadata={"messages": ["chunks must be an array"]})
+        md = str(p.get("markdown_text") or "")
+        total = len(md)
+        for c in chunks:
+            kind = c.get("type") if isinstance(c, dict) else None
+            ok = {"markdown_text": lambda c: isinstance(c.get("text"), str),
+                  "task_update": lambda c: bool(c.get("id")) and bool(c.get("title"))
+                  and c.get("status") in _TASK_STATUSES,
+                  "plan_update": lambda c: isinstance(c.get("title"), str),
+                  "blocks": lambda c: isinstance(c.get("blocks"), list)}.get(str(kind))
+            if ok is None or not ok(c):
+                raise _SlackError("invalid_arguments", response_metadata={"messages": [f"invalid chunk {c!r}"[:200]]})
+            if kind == "markdown_text":
+                total += len(c["text"])
+        if total > MARKDOWN_LIMIT_CHARS:
+            raise _SlackError("msg_too_long")
+        msg.text += md
+        for c in chunks:
+            if c["type"] == "markdown_text":
+                msg.text += c["text"]
+            elif c["type"] == "blocks":
+                msg.blocks = msg.blocks + _check_blocks(c["blocks"])
+            elif c["type"] == "task_update":
+                task = next((t for t in msg.tasks if t["id"] == c["id"]), None)
+                if task is None:
+                    msg.tasks.append(dict(c))
+                else:  # title/status replace, details append
+                    details = task.get("details", "") + c.get("details", "")
+                    task.update(c)
+                    if details:
+                        task["details"] = details
+
+    def _file_view(self, fid: str) -> dict[str, Any]:
+        f = self._files[fid]
+        if f.stub:
+            return {"id": fid, "mode": "hosted", "file_access": "check_file_info"}
+        return json.loads(json.dumps(f.obj))
+
+    def _api_message(self, m: _Msg) -> dict[str, Any]:
+        """A message as conversations.history/replies and chat.* responses show it."""
+        d: dict[str, Any] = {"type": "message", "user": m.user, "text": m.text, "ts": m.ts, "team": self.team_id}
+        if m.bot:
+            d.update(bot_id=self.bot_id, app_id=self.app_id, bot_profile={
+                "id": self.bot_id, "app_id": self.app_id, "name": "csv-analyst", "icons": {}, "deleted": False,
+                "updated": 1700000000, "team_id": self.team_id})
+        elif m.client_msg_id:
+            d["client_msg_id"] = m.client_msg_id
+        if m.subtype:
+            d["subtype"] = m.subtype
+        if m.blocks:
+            d["blocks"] = m.blocks
+        if m.files:
+            d.update(files=[self._file_view(f) for f in m.files], upload=m.upload, display_as_bot=False)
+        if m.thread_ts:
+            root = self._find(m.channel, m.thread_ts)
+            d.update(thread_ts=m.thread_ts, parent_user_id=root.user if root else None)
+        elif replies := self._replies(m):
+            users = list(dict.fromkeys(r.user for r in replies))
+            d.update(thread_ts=m.ts, reply_count=len(replies), reply_users=users, reply_users_count=len(users),
+                     latest_reply=replies[-1].ts)
+        if m.edited:
+            d["edited"] = m.edited
+        if m.reactions:
+            d["reactions"] = [{"name": k, "users": v, "count": len(v)} for k, v in m.reactions.items()]
+        return d
+
+    def _message_event(self, m: _Msg) -> dict[str, Any]:
+        ev = self._api_message(m)
+        for key in ("reply_count", "reply_users", "reply_users_count", "latest_reply", "reactions"):
+            ev.pop(key, None)
+        if m.thread_ts is None:
+            ev.pop("thread_ts", None)
+        return {**ev, "channel": m.channel, "event_ts": m.ts, "channel_type": self._channels[m.channel].type}
+
+    def _echo_changed(self, msg: _Msg, before: dict[str, Any]) -> None:
+        ts = self._next_ts()
+        self._echo({"type": "message", "subtype": "message_changed", "message": self._api_message(msg),
+                    "previous_message": before, "channel": msg.channel, "hidden": True, "ts": ts, "event_ts": ts,
+                    "channel_type": self._channels[msg.channel].type})
+
+    def _visible(self, m: _Msg) -> VisibleMessage:
+        return VisibleMessage(m.ts, m.user, m.bot, m.text, [self._file_view(f) for f in m.files], list(m.blocks),
+                              self._is_streaming(m), m.thread_ts, [dict(t) for t in m.tasks], sorted(m.reactions))
+
+    @staticmethod
+    def _limit(p: dict[str, Any], default: int) -> int:
+        try:
+            return max(1, min(int(p.get("limit") or default), 1000))
+        except ValueError as exc:
+            raise _SlackError("invalid_limit") from exc
+
+    @staticmethod
+    def _cursor(m: _Msg) -> str:
+        return base64.b64encode(f"next_ts:{m.ts.replace('.', '')}".encode()).decode()
+
+    def _cursor_index(self, cursor: Any, msgs: list[_Msg]) -> int:
+        for i, m in enumerate(msgs):
+            if self._cursor(m) == cursor:
+                return i
+        raise _SlackError("invalid_cursor")

@@ -1,0 +1,85 @@
+"""Settings.from_env: defaults, validation, one clear line per problem."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.config import DEFAULT_INSTRUCTIONS, DEFAULT_MODEL, Settings
+from bot.errors import ConfigError
+
+SOCKET = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1", "OPENAI_API_KEY": "sk-1"}
+
+
+def test_socket_mode_defaults() -> None:
+    settings = Settings.from_env(SOCKET)
+    assert settings.socket_mode
+    assert settings.openai_model == DEFAULT_MODEL
+    assert settings.database_url == "sqlite:///bot.sqlite3"
+    assert settings.slack_api_url == "https://slack.com/api/"
+    assert settings.instructions == DEFAULT_INSTRUCTIONS
+    assert settings.file_size_limit_bytes == 512 * 1024 * 1024
+
+
+def test_http_mode_needs_signing_secret() -> None:
+    env = {"SLACK_BOT_TOKEN": "xoxb-1", "OPENAI_API_KEY": "sk-1"}
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env(env)
+    assert info.value.variable == "SLACK_SIGNING_SECRET"
+    settings = Settings.from_env({**env, "SLACK_SIGNING_SECRET": "s", "PORT": "8080"})
+    assert not settings.socket_mode
+    assert settings.port == 8080
+
+
+@pytest.mark.parametrize(
+    ("override", "variable"),
+    [
+        pytest.param({"SLACK_BOT_TOKEN": ""}, "SLACK_BOT_TOKEN", id="missing-bot-token"),
+        pytest.param({"SLACK_BOT_TOKEN": "xoxp-user"}, "SLACK_BOT_TOKEN", id="user-token"),
+        pytest.param({"SLACK_APP_TOKEN": "xoxb-wrong"}, "SLACK_APP_TOKEN", id="app-token-prefix"),
+        pytest.param({"OPENAI_API_KEY": " "}, "OPENAI_API_KEY", id="blank-openai-key"),
+        pytest.param({"PORT": "eighty"}, "PORT", id="port-not-a-number"),
+        pytest.param({"PORT": "70000"}, "PORT", id="port-out-of-range"),
+        pytest.param({"DATABASE_URL": "mysql://x"}, "DATABASE_URL", id="unsupported-database"),
+        pytest.param({"SLACK_API_URL": "slack.com/api"}, "SLACK_API_URL", id="api-url-without-scheme"),
+        pytest.param({"FILE_SIZE_LIMIT_MB": "1024"}, "FILE_SIZE_LIMIT_MB", id="file-limit-above-openai"),
+        pytest.param({"BOT_INSTRUCTIONS_FILE": "/nonexistent/x.md"}, "BOT_INSTRUCTIONS_FILE", id="missing-file"),
+    ],
+)
+def test_bad_values_name_the_variable(override: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({**SOCKET, **override})
+    assert info.value.variable == variable
+    assert variable in str(info.value)
+
+
+def test_instructions_from_file(tmp_path: Path) -> None:
+    path = tmp_path / "instructions.md"
+    path.write_text("Answer in haiku.", encoding="utf-8")
+    assert Settings.from_env({**SOCKET, "BOT_INSTRUCTIONS_FILE": str(path)}).instructions == "Answer in haiku."
+    assert Settings.from_env({**SOCKET, "BOT_INSTRUCTIONS": "Be brief."}).instructions == "Be brief."
+
+
+def test_dotenv_file_is_read_and_environment_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "OPENAI_API_KEY", "OPENAI_MODEL", "SLACK_SIGNING_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    env_file = tmp_path / ".env"
+    env_file.write_text("SLACK_BOT_TOKEN=xoxb-file\nSLACK_APP_TOKEN=xapp-file\nOPENAI_API_KEY=sk-file\nOPENAI_MODEL=m1\n")
+    monkeypatch.setenv("OPENAI_MODEL", "m2")
+    settings = Settings.from_env(dotenv_path=str(env_file))
+    assert settings.slack_bot_token == "xoxb-file"
+    assert settings.openai_model == "m2"
+
+
+def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path: Path) -> None:
+    env = {"PATH": "/usr/bin:/bin", "SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "OPENAI_API_KEY" in lines[0]
+    assert "platform.openai.com" in lines[0]
