@@ -227,8 +227,12 @@ class Conductor:
         containers = list(dict.fromkeys([*done.container_ids, container_id]))
         ordered: list[tuple[str, str, str]] = [(c.container_id, c.file_id, c.filename) for c in outputs.cited]
         for cid in containers:
-            for generated in await self._workspace.generated_files(cid):
-                ordered.append((generated.container_id, generated.file_id, generated.filename))
+            try:
+                listed = await self._workspace.generated_files(cid)
+            except ContainerExpired:
+                log.warning("container %s expired before its files were listed", cid)
+                continue
+            ordered.extend((g.container_id, g.file_id, g.filename) for g in listed)
         seen_hashes: set[str] = set()
         if ordered or outputs.images:
             await reply.set_status(t("status.uploading", lang))

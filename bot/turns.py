@@ -10,7 +10,7 @@ from typing import Any
 
 import openai
 
-from bot.errors import ContainerExpired, OpenAIBusy, OpenAIUnavailable, ResponseFailed
+from bot.errors import ContainerExpired, OpenAIBusy, OpenAIRateLimited, OpenAIUnavailable, ResponseFailed
 from bot.events import FileCited, ImageOutput, Progress, TextDelta, TurnDone, TurnEvent, Usage
 from bot.openai_errors import convert, is_conversation_locked, mentions_expired_container
 
@@ -18,6 +18,10 @@ log = logging.getLogger(__name__)
 
 # Back-off while another response holds the conversation (HTTP 400 conversation_locked).
 LOCK_RETRY_DELAYS_S: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0)
+# Back-off for transient failures (429 rate_limit_exceeded, 5xx, network) before any text is shown;
+# insufficient_quota, auth and validation errors are never retried.
+TRANSIENT_RETRY_DELAYS_S: tuple[float, ...] = (1.0, 3.0, 8.0)
+MAX_RETRY_AFTER_S = 30.0
 # No event for this long means the stream is dead; a working analysis keeps sending events.
 IDLE_TIMEOUT_S = 300.0
 MAX_TOOL_CALLS = 12
@@ -34,8 +38,11 @@ class TurnRunner:
         instructions: str,
         idle_timeout_s: float = IDLE_TIMEOUT_S,
         lock_retry_delays_s: Sequence[float] = LOCK_RETRY_DELAYS_S,
+        transient_retry_delays_s: Sequence[float] = TRANSIENT_RETRY_DELAYS_S,
     ) -> None:
-        self._client = client
+        # Retries are ours (see `_open`): the SDK would also retry insufficient_quota 429s.
+        self._client = client.with_options(max_retries=0)
+        self._transient_delays_s = tuple(transient_retry_delays_s)
         self._model = model
         self._instructions = instructions
         self._idle_timeout_s = idle_timeout_s
@@ -63,6 +70,7 @@ class TurnRunner:
 
     async def _open(self, conversation_id: str, container_id: str, input_text: str, metadata: dict[str, str]) -> Any:
         delays = iter(self._lock_retry_delays_s)
+        transient_delays = iter(self._transient_delays_s)
         while True:
             try:
                 return await self._client.responses.create(
@@ -86,7 +94,15 @@ class TurnRunner:
                         await asyncio.sleep(delay)
                         continue
                     raise OpenAIBusy(str(exc), request_id=getattr(exc, "request_id", None)) from exc
-                raise convert(exc) from exc
+                error = convert(exc)
+                if isinstance(error, OpenAIRateLimited | OpenAIUnavailable):
+                    delay = next(transient_delays, None)
+                    if delay is not None:
+                        delay = _retry_after_s(exc) or delay
+                        log.info("%s (request %s); retrying in %.1fs", error.detail, error.request_id, delay)
+                        await asyncio.sleep(delay)
+                        continue
+                raise error from exc
 
     async def _events(self, stream: Any, request_id: str | None) -> AsyncIterator[TurnEvent]:
         iterator = stream.__aiter__()
@@ -151,6 +167,23 @@ class TurnRunner:
                 if mentions_expired_container(message):
                     raise ContainerExpired(message, request_id=request_id)
                 raise ResponseFailed(f"{getattr(event, 'code', None)}: {message}", request_id=request_id)
+
+
+def _retry_after_s(exc: openai.OpenAIError) -> float:
+    """The server's requested wait (retry-after-ms / retry-after), capped; 0 when absent."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return 0.0
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        raw = headers.get(name)
+        if raw is None:
+            continue
+        try:
+            return min(float(raw) * scale, MAX_RETRY_AFTER_S)
+        except ValueError:
+            continue
+    return 0.0
 
 
 def _request_id(stream: Any) -> str | None:

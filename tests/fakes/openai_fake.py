@@ -11,8 +11,17 @@ error bodies and limits of the real API (``/work/shared/reference/openai-api.md`
         ...
 
 What each response does is scripted with `Script`; every request is kept in `FakeOpenAI.requests`.
-Where public material does not pin the real behaviour down, the docstring says "[unverified]" and the
-fake takes the stricter reading, so that a bot which passes here does not lean on kindness.
+Where public material does not pin the real behaviour down, the fake takes the stricter reading, so a
+bot that passes here does not lean on kindness. Those choices [unverified against the live API]:
+
+- 404 wording for conversations, containers, responses, items ("... with id '<id>' not found.");
+  files and container files use the wording seen in public reports.
+- Empty upload -> 400 "File is empty."; over 512 MB -> 400 "File is too large ..." (drained, not kept).
+- Container file operations on an expired container -> 400 "Container is expired." (GET of the
+  container itself still answers, with status "expired").
+- A stream the client drops stops the run, leaves the stored response "cancelled", unlocks the
+  conversation and adds nothing to it; failed/errored runs add nothing either, incomplete ones do.
+- Citation indices span the ``sandbox:/mnt/data/<name>`` link target inside the markdown link.
 """
 
 from __future__ import annotations
@@ -25,11 +34,11 @@ import json
 import secrets
 import string
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import web
+from aiohttp import BodyPartReader, web
 
 MAX_FILE_BYTES = 512 * 1024 * 1024
 FILE_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
@@ -179,6 +188,10 @@ def _mask_key(key: str) -> str:
     return key[:3] + "*" * (len(key) - 7) + key[-4:]
 
 
+def _too_big(param: str, problem: str, expected: str, got: str, code: str) -> ApiError:
+    return _bad(f"Invalid '{param}': {problem}. Expected {expected}, but got {got} instead.", param=param, code=code)
+
+
 def _int_query(query: Any, name: str, default: int, low: int, high: int) -> int:
     raw = query.get(name)
     if raw is None:
@@ -188,21 +201,13 @@ def _int_query(query: Any, name: str, default: int, low: int, high: int) -> int:
     except ValueError:
         raise _bad(f"Invalid '{name}': expected an integer.", param=name, code="invalid_type") from None
     if value < low:
-        raise _bad(
-            f"Invalid '{name}': integer below minimum value. Expected a value >= {low}, but got {value} instead.",
-            param=name,
-            code="integer_below_min_value",
-        )
+        raise _too_big(name, "integer below minimum value", f"a value >= {low}", str(value), "integer_below_min_value")
     if value > high:
-        raise _bad(
-            f"Invalid '{name}': integer above maximum value. Expected a value <= {high}, but got {value} instead.",
-            param=name,
-            code="integer_above_max_value",
-        )
+        raise _too_big(name, "integer above maximum value", f"a value <= {high}", str(value), "integer_above_max_value")
     return value
 
 
-def _page(objs: list[dict[str, Any]], query: Any, *, default_limit: int = 20, max_limit: int = 100) -> dict:
+def _page(objs: list[dict[str, Any]], query: Any, *, default_limit: int = 20, max_limit: int = 100) -> dict[str, Any]:
     """A cursor page ``{object:"list", data, first_id, last_id, has_more}`` over `objs` (oldest first);
     honours ``after``, ``limit`` and ``order`` (default "desc")."""
     limit = _int_query(query, "limit", default_limit, 1, max_limit)
@@ -215,13 +220,8 @@ def _page(objs: list[dict[str, Any]], query: Any, *, default_limit: int = 20, ma
         ids = [o["id"] for o in ordered]
         ordered = ordered[ids.index(after) + 1 :] if after in ids else []
     data = ordered[:limit]
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": len(ordered) > limit,
-    }
+    first, last = (data[0]["id"], data[-1]["id"]) if data else (None, None)
+    return dict(object="list", data=data, first_id=first, last_id=last, has_more=len(ordered) > limit)
 
 
 def _check_metadata(metadata: Any) -> dict[str, str]:
@@ -231,44 +231,28 @@ def _check_metadata(metadata: Any) -> dict[str, str]:
     if not isinstance(metadata, dict):
         raise _bad("Invalid type for 'metadata': expected an object.", param="metadata", code="invalid_type")
     if len(metadata) > MAX_METADATA_PAIRS:
-        raise _bad(
-            f"Invalid 'metadata': too many properties. Expected an object with at most {MAX_METADATA_PAIRS} "
-            f"properties, but got an object with {len(metadata)} properties instead.",
-            param="metadata",
-            code="object_above_max_properties",
-        )
+        expected = f"an object with at most {MAX_METADATA_PAIRS} properties"
+        got = f"an object with {len(metadata)} properties"
+        raise _too_big("metadata", "too many properties", expected, got, "object_above_max_properties")
     for key, value in metadata.items():
         if len(key) > MAX_METADATA_KEY_CHARS:
-            raise _bad(
-                f"Invalid 'metadata': key too long. Expected a key with maximum length "
-                f"{MAX_METADATA_KEY_CHARS}, but got a key with length {len(key)} instead.",
-                param="metadata",
-                code="string_above_max_length",
-            )
+            expected, got = f"a key with maximum length {MAX_METADATA_KEY_CHARS}", f"a key with length {len(key)}"
+            raise _too_big("metadata", "key too long", expected, got, "string_above_max_length")
         if not isinstance(value, str):
             raise _bad(
-                f"Invalid type for 'metadata.{key}': expected a string.",
-                param=f"metadata.{key}",
-                code="invalid_type",
+                f"Invalid type for 'metadata.{key}': expected a string.", param=f"metadata.{key}", code="invalid_type"
             )
         if len(value) > MAX_METADATA_VALUE_CHARS:
-            raise _bad(
-                f"Invalid 'metadata.{key}': string too long. Expected a string with maximum length "
-                f"{MAX_METADATA_VALUE_CHARS}, but got a string with length {len(value)} instead.",
-                param=f"metadata.{key}",
-                code="string_above_max_length",
-            )
+            expected = f"a string with maximum length {MAX_METADATA_VALUE_CHARS}"
+            got = f"a string with length {len(value)}"
+            raise _too_big(f"metadata.{key}", "string too long", expected, got, "string_above_max_length")
     return dict(metadata)
 
 
 def _check_item_count(items: list[Any], param: str) -> None:
     if len(items) > MAX_ITEMS_PER_CALL:
-        raise _bad(
-            f"Invalid '{param}': array too long. Expected an array with maximum length {MAX_ITEMS_PER_CALL}, "
-            f"but got an array with length {len(items)} instead.",
-            param=param,
-            code="array_above_max_length",
-        )
+        expected, got = f"an array with maximum length {MAX_ITEMS_PER_CALL}", f"an array with length {len(items)}"
+        raise _too_big(param, "array too long", expected, got, "array_above_max_length")
 
 
 def _to_items(value: Any, param: str) -> list[dict[str, Any]]:
@@ -289,10 +273,11 @@ def _to_items(value: Any, param: str) -> list[dict[str, Any]]:
                 raise _invalid_value(f"{param}[{index}].role", role, ("assistant", "system", "developer", "user"))
             content = item.get("content")
             if isinstance(content, str):
-                if role == "assistant":
-                    content = [{"type": "output_text", "text": content, "annotations": []}]
-                else:
-                    content = [{"type": "input_text", "text": content}]
+                assistant = role == "assistant"
+                part: dict[str, Any] = (
+                    dict(type="output_text", annotations=[]) if assistant else dict(type="input_text")
+                )
+                content = [{**part, "text": content}]
             item["content"] = content or []
             item.setdefault("status", "completed")
         item.setdefault("id", _item_id(kind))
@@ -310,11 +295,16 @@ def _last_user_text(body: dict[str, Any]) -> str:
             continue
         content = item.get("content")
         if isinstance(content, str):
-            return content
+            return str(content)
         texts = [p.get("text", "") for p in content or [] if p.get("type") == "input_text"]
         if texts:
-            return texts[-1]
+            return str(texts[-1])
     return ""
+
+
+def _ev(kind: str, **fields: Any) -> dict[str, Any]:
+    """An SSE event payload (the sequence number is added when it is written)."""
+    return {"type": kind, **fields}
 
 
 def _text_of(items: list[dict[str, Any]]) -> str:
@@ -348,7 +338,13 @@ class _Run:
     conversation_id: str | None
     container_id: str | None
     include: list[str]
+    obfuscate: bool
     finished: bool = False
+
+    def obfuscation(self, delta: str) -> dict[str, str]:
+        """The random ``obfuscation`` padding the API adds to delta events unless
+        ``stream_options.include_obfuscation`` is false."""
+        return {"obfuscation": secrets.token_urlsafe(8)[: max(1, 16 - len(delta))]} if self.obfuscate else {}
 
 
 class FakeOpenAI:
@@ -385,8 +381,6 @@ class FakeOpenAI:
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
-    # -- lifecycle ---------------------------------------------------------------------------------
-
     async def start(self) -> None:
         """Listen on 127.0.0.1 on a free port and set `base_url`."""
         app = web.Application(middlewares=[self._middleware], client_max_size=64 * 1024 * 1024)
@@ -416,8 +410,6 @@ class FakeOpenAI:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    # -- test helpers --------------------------------------------------------------------------------
-
     def requests_to(self, method: str, path_prefix: str) -> list[RecordedRequest]:
         """Recorded requests with this method whose path starts with `path_prefix` (e.g. "/v1/responses")."""
         return [r for r in self.requests if r.method == method.upper() and r.path.startswith(path_prefix)]
@@ -445,14 +437,8 @@ class FakeOpenAI:
         other 429s, "server_error" for 5xx, else "invalid_request_error". `headers` (e.g. retry-after,
         x-should-retry) are added to the error response."""
         if type is None:
-            if code == "insufficient_quota":
-                type = "insufficient_quota"
-            elif status == 429:
-                type = "requests"
-            elif status >= 500:
-                type = "server_error"
-            else:
-                type = "invalid_request_error"
+            by_status = "requests" if status == 429 else "server_error" if status >= 500 else "invalid_request_error"
+            type = "insufficient_quota" if code == "insufficient_quota" else by_status
         error = ApiError(status, message, type=type, param=param, code=code, headers=headers)
         self._injections.append(_Injection(path_prefix, method and method.upper(), error, times))
 
@@ -466,8 +452,6 @@ class FakeOpenAI:
     def _notify(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
-
-    # -- plumbing ----------------------------------------------------------------------------------
 
     def _routes(self, r: web.UrlDispatcher) -> None:
         r.add_post("/v1/files", self._file_create)
@@ -503,10 +487,12 @@ class FakeOpenAI:
         request_id = "req_" + secrets.token_hex(16)
         request[_REQUEST_ID] = request_id
         try:
-            await self._record(request)
+            bad_json = await self._record(request)
             self._authenticate(request)
             self._take_injection(request)
-            response = await handler(request)
+            if bad_json:
+                raise _bad(BAD_JSON_MESSAGE)
+            response: web.StreamResponse = await handler(request)
         except ApiError as err:
             response = err.to_response()
         except (web.HTTPNotFound, web.HTTPMethodNotAllowed):
@@ -515,7 +501,8 @@ class FakeOpenAI:
             response.headers["x-request-id"] = request_id
         return response
 
-    async def _record(self, request: web.Request) -> None:
+    async def _record(self, request: web.Request) -> bool:
+        """Append the request to `requests`, parsing a JSON body; return True if the body is not valid JSON."""
         query: dict[str, Any] = {}
         for key in request.query:
             values = request.query.getall(key)
@@ -528,11 +515,11 @@ class FakeOpenAI:
         self._notify()
         if request.content_type == "application/json" and request.can_read_body:
             raw = await request.read()
-            if raw:
-                try:
-                    record.json = json.loads(raw)
-                except ValueError:
-                    raise _bad(BAD_JSON_MESSAGE) from None
+            try:
+                record.json = json.loads(raw) if raw else None
+            except ValueError:
+                return True
+        return False
 
     def _authenticate(self, request: web.Request) -> None:
         header = request.headers.get("Authorization", "")
@@ -540,12 +527,8 @@ class FakeOpenAI:
         if not key:
             raise ApiError(401, NO_KEY_MESSAGE)
         if key != self.api_key:
-            raise ApiError(
-                401,
-                f"Incorrect API key provided: {_mask_key(key)}. You can find your API key at "
-                "https://platform.openai.com/account/api-keys.",
-                code="invalid_api_key",
-            )
+            hint = "You can find your API key at https://platform.openai.com/account/api-keys."
+            raise ApiError(401, f"Incorrect API key provided: {_mask_key(key)}. {hint}", code="invalid_api_key")
 
     def _take_injection(self, request: web.Request) -> None:
         for injection in self._injections:
@@ -565,30 +548,26 @@ class FakeOpenAI:
         upload: tuple[str, bytes] | None = None
         size = 0
         while (part := await reader.next()) is not None:
-            if part.name == "file" or part.filename is not None:  # type: ignore[union-attr]
+            assert isinstance(part, BodyPartReader), "nested multipart is not part of the Files API"
+            if part.name == "file" or part.filename is not None:
                 buffer = bytearray()
-                while chunk := await part.read_chunk(UPLOAD_CHUNK_BYTES):  # type: ignore[union-attr]
+                while chunk := await part.read_chunk(UPLOAD_CHUNK_BYTES):
                     size += len(chunk)
                     if size <= self.max_file_bytes:
                         buffer += chunk
                     else:
                         buffer.clear()
-                upload = (part.filename or "upload", bytes(buffer))  # type: ignore[union-attr]
+                upload = (part.filename or "upload", bytes(buffer))
             else:
-                fields[part.name or ""] = await part.text()  # type: ignore[union-attr]
+                fields[part.name or ""] = await part.text()
         form: dict[str, Any] = dict(fields)
         if upload is not None:
             form["file"] = {"filename": upload[0], "bytes": size}
         request[_RECORD].form = form
         if size > self.max_file_bytes:
-            raise _bad(
-                f"File is too large ({size} bytes). The maximum file size is "
-                f"{self.max_file_bytes // (1024 * 1024)} MB.",
-                param="file",
-            )
+            limit_mb = self.max_file_bytes // (1024 * 1024)
+            raise _bad(f"File is too large ({size} bytes). The maximum file size is {limit_mb} MB.", param="file")
         return fields, upload
-
-    # -- files ---------------------------------------------------------------------------------------
 
     def _file(self, file_id: str, *, param: str | None = "id") -> dict[str, Any]:
         record = self.files.get(file_id)
@@ -613,22 +592,13 @@ class FakeOpenAI:
         if "expires_after[seconds]" in fields:
             seconds = int(fields["expires_after[seconds]"])
             if not 3600 <= seconds <= 2592000:
-                raise _bad(
-                    "Invalid 'expires_after.seconds': expected a value between 3600 and 2592000.",
-                    param="expires_after.seconds",
-                )
+                message = "Invalid 'expires_after.seconds': expected a value between 3600 and 2592000."
+                raise _bad(message, param="expires_after.seconds")
             expires_at = created + seconds
-        obj = {
-            "id": _file_id(),
-            "object": "file",
-            "bytes": len(content),
-            "created_at": created,
-            "expires_at": expires_at,
-            "filename": filename,
-            "purpose": purpose,
-            "status": "processed",
-            "status_details": None,
-        }
+        obj: dict[str, Any] = dict(
+            id=_file_id(), object="file", bytes=len(content), created_at=created, expires_at=expires_at
+        )
+        obj.update(filename=filename, purpose=purpose, status="processed", status_details=None)
         self.files[obj["id"]] = {"object": obj, "content": content}
         return web.json_response(obj)
 
@@ -653,8 +623,6 @@ class FakeOpenAI:
             raise _bad("Not allowed to download files of purpose: assistants")
         return web.Response(body=record["content"], content_type="application/octet-stream")
 
-    # -- conversations -------------------------------------------------------------------------------
-
     def _conversation(self, conv_id: str, *, param: str | None = None) -> dict[str, Any]:
         record = self.conversations.get(conv_id)
         if record is None or record["deleted"]:
@@ -666,7 +634,8 @@ class FakeOpenAI:
         raw_items = body.get("items") or []
         _check_item_count(raw_items, "items")
         metadata = _check_metadata(body.get("metadata"))
-        obj = {"id": _hex_id("conv_"), "object": "conversation", "created_at": _now(), "metadata": metadata}
+        obj: dict[str, Any] = {"id": _hex_id("conv_"), "object": "conversation", "created_at": _now()}
+        obj["metadata"] = metadata
         self.conversations[obj["id"]] = {"object": obj, "items": _to_items(raw_items, "items"), "deleted": False}
         return web.json_response(obj)
 
@@ -717,11 +686,9 @@ class FakeOpenAI:
         record["items"].remove(item)
         return web.json_response(record["object"])
 
-    # -- containers ----------------------------------------------------------------------------------
-
     def _container(self, container_id: str, *, usable: bool = False) -> dict[str, Any]:
         """Look up a container (404 if unknown); with `usable`, 400 "Container is expired." when expired.
-        A usable container's ``last_active_at`` is refreshed."""
+        Every lookup of a running container refreshes its ``last_active_at``, as any operation does."""
         record = self.containers.get(container_id)
         if record is None:
             raise ApiError(404, f"Container with id '{container_id}' not found.")
@@ -732,37 +699,23 @@ class FakeOpenAI:
             record["object"]["last_active_at"] = _now()
         return record
 
-    def _add_container_file(self, record: dict[str, Any], filename: str, content: bytes, source: str) -> dict:
-        obj = {
-            "id": "cfile_" + secrets.token_hex(16),
-            "object": "container.file",
-            "bytes": len(content),
-            "container_id": record["object"]["id"],
-            "created_at": _now(),
-            "path": f"/mnt/data/{filename}",
-            "source": source,
-        }
+    def _add_container_file(self, record: dict[str, Any], filename: str, content: bytes, source: str) -> dict[str, Any]:
+        obj: dict[str, Any] = dict(id="cfile_" + secrets.token_hex(16), object="container.file", bytes=len(content))
+        obj.update(container_id=record["object"]["id"], created_at=_now(), path=f"/mnt/data/{filename}", source=source)
         record["files"][obj["id"]] = {"object": obj, "content": content}
         return obj
 
     def _new_container(self, name: str, *, file_ids: list[str], memory_limit: str, minutes: int) -> str:
         now = _now()
-        obj = {
-            "id": _hex_id("cntr_"),
-            "object": "container",
-            "name": name,
-            "created_at": now,
-            "status": "running",
-            "last_active_at": now,
-            "expires_after": {"anchor": "last_active_at", "minutes": minutes},
-            "memory_limit": memory_limit,
-        }
+        obj: dict[str, Any] = dict(id=_hex_id("cntr_"), object="container", name=name, created_at=now, status="running")
+        expires_after = {"anchor": "last_active_at", "minutes": minutes}
+        obj.update(last_active_at=now, expires_after=expires_after, memory_limit=memory_limit)
         record = {"object": obj, "files": {}}
         for file_id in file_ids:
             source = self.files[file_id]
             self._add_container_file(record, source["object"]["filename"], source["content"], "user")
         self.containers[obj["id"]] = record
-        return obj["id"]
+        return str(obj["id"])
 
     async def _container_create(self, request: web.Request) -> web.Response:
         body = _body(request)
@@ -834,8 +787,6 @@ class FakeOpenAI:
     async def _cfile_content(self, request: web.Request) -> web.Response:
         return web.Response(body=self._cfile(request)[1]["content"], content_type="application/octet-stream")
 
-    # -- responses -----------------------------------------------------------------------------------
-
     def _response(self, response_id: str) -> dict[str, Any]:
         response = self.responses.get(response_id)
         if response is None:
@@ -871,7 +822,7 @@ class FakeOpenAI:
             for file_id in file_ids:
                 self._file(file_id, param=f"tools[{index}].container.file_ids")
             calls = [it for it in context if it.get("type") == "code_interpreter_call"]
-            previous = calls[-1].get("container_id") if calls else None
+            previous = str(calls[-1].get("container_id")) if calls else ""
             if previous in self.containers:
                 record = self._container(previous, usable=True)
                 have = {f["object"]["path"] for f in record["files"].values()}
@@ -892,11 +843,9 @@ class FakeOpenAI:
             raise _missing("model")
         conversation, previous = body.get("conversation"), body.get("previous_response_id")
         if conversation is not None and previous is not None:
-            raise _bad(
-                "Mutually exclusive parameters: Ensure you are only providing one of: 'previous_response_id' "
-                "or 'conversation'.",
-                code="mutually_exclusive_parameters",
-            )
+            message = "Mutually exclusive parameters: Ensure you are only providing one of: "
+            message += "'previous_response_id' or 'conversation'."
+            raise _bad(message, code="mutually_exclusive_parameters")
         conv_id = conversation.get("id") if isinstance(conversation, dict) else conversation
         context: list[dict[str, Any]] = []
         if conv_id:
@@ -905,11 +854,8 @@ class FakeOpenAI:
                 raise ApiError(400, CONVERSATION_LOCKED, param="conversation", code="conversation_locked")
         if previous:
             if previous not in self.responses:
-                raise _bad(
-                    f"Previous response with id '{previous}' not found.",
-                    param="previous_response_id",
-                    code="previous_response_not_found",
-                )
+                message = f"Previous response with id '{previous}' not found."
+                raise _bad(message, param="previous_response_id", code="previous_response_not_found")
             context = self._history(previous)
         metadata = _check_metadata(body.get("metadata"))
         input_items = _to_items(body.get("input"), "input")
@@ -919,12 +865,12 @@ class FakeOpenAI:
         if script.status not in ("completed", "incomplete", "failed"):
             raise ApiError(500, f"FakeOpenAI: bad Script.status {script.status!r}", type="fake_error")
         if script.code is not None and container_id is None:
-            raise ApiError(
-                500, "FakeOpenAI: the Script runs code but the request has no code_interpreter tool.", type="fake_error"
-            )
+            message = "FakeOpenAI: the Script runs code but the request has no code_interpreter tool."
+            raise ApiError(500, message, type="fake_error")
         response = self._new_response(body, conv_id=conv_id, tools=tools, metadata=metadata)
         include = body.get("include") or []
-        run = _Run(response, script, input_items, conv_id, container_id, include)
+        obfuscate = (body.get("stream_options") or {}).get("include_obfuscation", True) is not False
+        run = _Run(response, script, input_items, conv_id, container_id, include, obfuscate)
         if conv_id:
             self._locked.add(conv_id)
         if body.get("store", True) is not False:
@@ -944,53 +890,30 @@ class FakeOpenAI:
     def _new_response(
         self, body: dict[str, Any], *, conv_id: str | None, tools: list[Any], metadata: dict[str, str]
     ) -> dict[str, Any]:
+        """A Response object with every key the API sends; request values are echoed, defaults as on the API."""
         background = bool(body.get("background", False))
-        return {
-            "id": _hex_id("resp_"),
-            "object": "response",
-            "created_at": _now(),
-            "status": "queued" if background else "in_progress",
-            "background": background,
-            "completed_at": None,
-            "conversation": {"id": conv_id} if conv_id else None,
-            "error": None,
-            "incomplete_details": None,
-            "instructions": body.get("instructions"),
-            "max_output_tokens": body.get("max_output_tokens"),
-            "max_tool_calls": body.get("max_tool_calls"),
-            "metadata": metadata,
-            "model": body["model"],
-            "output": [],
-            "parallel_tool_calls": body.get("parallel_tool_calls", True),
-            "previous_response_id": body.get("previous_response_id"),
-            "prompt_cache_key": body.get("prompt_cache_key"),
-            "reasoning": body.get("reasoning") or {"effort": None, "summary": None},
-            "safety_identifier": body.get("safety_identifier"),
-            "service_tier": body.get("service_tier", "default"),
-            "store": body.get("store", True),
-            "temperature": body.get("temperature", 1.0),
-            "text": body.get("text") or {"format": {"type": "text"}, "verbosity": "medium"},
-            "tool_choice": body.get("tool_choice", "auto"),
-            "tools": tools,
-            "top_logprobs": 0,
-            "top_p": body.get("top_p", 1.0),
-            "truncation": body.get("truncation", "disabled"),
-            "usage": None,
-            "user": None,
-        }
+        response: dict[str, Any] = dict(id=_hex_id("resp_"), object="response", created_at=_now(), model=body["model"])
+        response.update(status="queued" if background else "in_progress", background=background, completed_at=None)
+        response.update(conversation={"id": conv_id} if conv_id else None, error=None, incomplete_details=None)
+        response.update(metadata=metadata, output=[], tools=tools, top_logprobs=0, usage=None, user=None)
+        echoed = ("instructions", "max_output_tokens", "max_tool_calls", "previous_response_id", "prompt_cache_key")
+        response.update({key: body.get(key) for key in (*echoed, "safety_identifier")})
+        defaults: dict[str, Any] = dict(
+            parallel_tool_calls=True, service_tier="default", store=True, temperature=1.0, top_p=1.0
+        )
+        defaults.update(tool_choice="auto", truncation="disabled")
+        response.update({key: body.get(key, value) for key, value in defaults.items()})
+        response["reasoning"] = body.get("reasoning") or {"effort": None, "summary": None}
+        response["text"] = body.get("text") or {"format": {"type": "text"}, "verbosity": "medium"}
+        return response
 
     async def _stream(self, request: web.Request, run: _Run) -> web.StreamResponse:
         """Write the run's events as SSE. A client disconnect cancels this handler, which stops the run."""
         task = asyncio.current_task()
         assert task is not None
         self._tasks[run.response["id"]] = task
-        sse = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream; charset=utf-8",
-                "Cache-Control": "no-cache",
-                "x-request-id": request[_REQUEST_ID],
-            }
-        )
+        headers = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+        sse = web.StreamResponse(headers={**headers, "x-request-id": request[_REQUEST_ID]})
         await sse.prepare(request)
         sequence = 0
         try:
@@ -1030,17 +953,14 @@ class FakeOpenAI:
     def _usage(self, run: _Run, text: str) -> dict[str, Any]:
         input_tokens = len(_text_of(run.input_items)) // 4 + 1
         output_tokens = len(text) // 4 + 1 + len(run.script.code or "") // 4
-        usage: dict[str, Any] = {
-            "input_tokens": input_tokens,
-            "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-            "output_tokens": output_tokens,
-            "output_tokens_details": {"reasoning_tokens": 16 if run.script.reasoning else 0},
-            "total_tokens": input_tokens + output_tokens,
-        }
+        usage: dict[str, Any] = dict(input_tokens=input_tokens, output_tokens=output_tokens)
+        usage["input_tokens_details"] = {"cached_tokens": 0, "cache_write_tokens": 0}
+        usage["output_tokens_details"] = {"reasoning_tokens": 16 if run.script.reasoning else 0}
+        usage["total_tokens"] = input_tokens + output_tokens
         usage.update(run.script.usage or {})
         return usage
 
-    async def _events(self, run: _Run) -> AsyncIterator[dict[str, Any]]:
+    async def _events(self, run: _Run) -> AsyncGenerator[dict[str, Any], None]:
         """The run's SSE events in the real order (reference §4), without sequence numbers. Each event
         is serialised before the next is produced, so live dicts can be yielded."""
         response, script = run.response, run.script
@@ -1049,96 +969,63 @@ class FakeOpenAI:
         self._notify()
         try:
             if response["background"]:
-                yield {"type": "response.queued", "response": response}
+                yield _ev("response.queued", response=response)
             response["status"] = "in_progress"
-            yield {"type": "response.created", "response": response}
-            yield {"type": "response.in_progress", "response": response}
+            yield _ev("response.created", response=response)
+            yield _ev("response.in_progress", response=response)
             if script.reasoning:
-                item = {"id": _item_id("reasoning"), "type": "reasoning", "summary": []}
-                output.append(item)
-                yield {"type": "response.output_item.added", "output_index": len(output) - 1, "item": item}
-                yield {"type": "response.output_item.done", "output_index": len(output) - 1, "item": item}
+                output.append(dict(id=_item_id("reasoning"), type="reasoning", summary=[]))
+                yield _ev("response.output_item.added", output_index=len(output) - 1, item=output[-1])
+                yield _ev("response.output_item.done", output_index=len(output) - 1, item=output[-1])
             cited: list[dict[str, Any]] = []
             if script.code is not None:
                 async for event in self._code_events(run, cited):
                     yield event
-            text = script.text
-            annotations = []
+            text, annotations = script.text, []
             for cfile in cited:
                 link = f"sandbox:/mnt/data/{cfile['filename']}"
                 text += f"\n\n[{cfile['filename']}]({link})"
                 start = len(text) - len(link) - 1
-                annotations.append(
-                    {
-                        "type": "container_file_citation",
-                        "container_id": run.container_id,
-                        "file_id": cfile["id"],
-                        "filename": cfile["filename"],
-                        "start_index": start,
-                        "end_index": start + len(link),
-                    }
-                )
-            message = {
-                "id": _item_id("message"),
-                "type": "message",
-                "status": "in_progress",
-                "content": [],
-                "role": "assistant",
-            }
+                annotation = dict(type="container_file_citation", container_id=run.container_id, **cfile)
+                annotations.append({**annotation, "start_index": start, "end_index": start + len(link)})
+            message: dict[str, Any] = dict(
+                id=_item_id("message"), type="message", status="in_progress", content=[], role="assistant"
+            )
             output.append(message)
-            where = {"item_id": message["id"], "output_index": len(output) - 1}
-            yield {"type": "response.output_item.added", "output_index": where["output_index"], "item": message}
-            part = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
-            yield {"type": "response.content_part.added", **where, "content_index": 0, "part": part}
+            at = {"item_id": message["id"], "output_index": len(output) - 1, "content_index": 0}
+            yield _ev("response.output_item.added", output_index=at["output_index"], item=message)
+            part: dict[str, Any] = dict(type="output_text", annotations=[], logprobs=[], text="")
+            yield _ev("response.content_part.added", **at, part=part)
             message["content"].append(part)
             for index, piece in enumerate(_chunks(text, TEXT_DELTA_CHARS) or [""]):
                 if piece:
                     part["text"] += piece
-                    yield {
-                        "type": "response.output_text.delta",
-                        **where,
-                        "content_index": 0,
-                        "delta": piece,
-                        "logprobs": [],
-                    }
+                    yield _ev("response.output_text.delta", **at, delta=piece, logprobs=[], **run.obfuscation(piece))
                 if index == 0 and script.hold is not None:
                     await script.hold.wait()
             if script.error_event is not None or script.status == "failed":
                 self._finish(run, persist=False)
-                response["status"] = "failed"
-                response["error"] = {"code": "server_error", "message": SERVER_ERROR_MESSAGE}
+                response.update(status="failed", error={"code": "server_error", "message": SERVER_ERROR_MESSAGE})
                 if script.error_event is not None:
-                    yield {
-                        "type": "error",
-                        "code": "server_error",
-                        "message": SERVER_ERROR_MESSAGE,
-                        "param": None,
-                        **script.error_event,
-                    }
+                    error = dict(code="server_error", message=SERVER_ERROR_MESSAGE, param=None)
+                    yield _ev("error", **{**error, **script.error_event})
                 else:
-                    yield {"type": "response.failed", "response": response}
+                    yield _ev("response.failed", response=response)
                 return
             for index, annotation in enumerate(annotations):
                 part["annotations"].append(annotation)
-                yield {
-                    "type": "response.output_text.annotation.added",
-                    **where,
-                    "content_index": 0,
-                    "annotation_index": index,
-                    "annotation": annotation,
-                }
-            yield {"type": "response.output_text.done", **where, "content_index": 0, "text": text, "logprobs": []}
-            yield {"type": "response.content_part.done", **where, "content_index": 0, "part": part}
+                yield _ev("response.output_text.annotation.added", **at, annotation_index=index, annotation=annotation)
+            yield _ev("response.output_text.done", **at, text=text, logprobs=[])
+            yield _ev("response.content_part.done", **at, part=part)
             message["status"] = script.status
-            yield {"type": "response.output_item.done", "output_index": where["output_index"], "item": message}
-            response["status"] = script.status
-            response["usage"] = self._usage(run, text)
+            yield _ev("response.output_item.done", output_index=at["output_index"], item=message)
+            response.update(status=script.status, usage=self._usage(run, text))
             if script.status == "completed":
                 response["completed_at"] = _now()
             else:
                 response["incomplete_details"] = {"reason": "max_output_tokens"}
             self._finish(run, persist=True)
-            yield {"type": f"response.{script.status}", "response": response}
+            yield _ev(f"response.{script.status}", response=response)
         finally:
             self.active_streams -= 1
             if not run.finished:
@@ -1147,46 +1034,40 @@ class FakeOpenAI:
                 self._finish(run, persist=False)
             self._notify()
 
-    async def _code_events(self, run: _Run, cited: list[dict[str, Any]]) -> AsyncIterator[dict[str, Any]]:
+    async def _code_events(self, run: _Run, cited: list[dict[str, Any]]) -> AsyncGenerator[dict[str, Any], None]:
         """Events of one code_interpreter_call; generated files are written to the container and the
-        cited ones appended to `cited` as ``{"id", "filename"}``."""
+        cited ones appended to `cited` as ``{"file_id", "filename"}``."""
         script, output = run.script, run.response["output"]
         code = script.code or ""
-        item = {
-            "id": _item_id("code_interpreter_call"),
-            "type": "code_interpreter_call",
-            "status": "in_progress",
-            "code": "",
-            "container_id": run.container_id,
-            "outputs": None,
-        }
+        item: dict[str, Any] = dict(
+            id=_item_id("code_interpreter_call"), type="code_interpreter_call", status="in_progress"
+        )
+        item.update(code="", container_id=run.container_id, outputs=None)
         output.append(item)
-        where = {"item_id": item["id"], "output_index": len(output) - 1}
-        yield {"type": "response.output_item.added", "output_index": where["output_index"], "item": item}
-        yield {"type": "response.code_interpreter_call.in_progress", **where}
+        at = {"item_id": item["id"], "output_index": len(output) - 1}
+        yield _ev("response.output_item.added", output_index=at["output_index"], item=item)
+        yield _ev("response.code_interpreter_call.in_progress", **at)
         for piece in _chunks(code, CODE_DELTA_CHARS):
             item["code"] += piece
-            yield {"type": "response.code_interpreter_call_code.delta", **where, "delta": piece}
-        yield {"type": "response.code_interpreter_call_code.done", **where, "code": code}
+            yield _ev("response.code_interpreter_call_code.delta", **at, delta=piece, **run.obfuscation(piece))
+        yield _ev("response.code_interpreter_call_code.done", **at, code=code)
         item["status"] = "interpreting"
-        yield {"type": "response.code_interpreter_call.interpreting", **where}
+        yield _ev("response.code_interpreter_call.interpreting", **at)
         record = self.containers.get(run.container_id or "")
         for generated in script.files:
             if record is None:
                 break
             cfile = self._add_container_file(record, generated.filename, generated.content, "assistant")
             if generated.cite:
-                cited.append({"id": cfile["id"], "filename": generated.filename})
+                cited.append({"file_id": cfile["id"], "filename": generated.filename})
         item["status"] = "completed"
-        yield {"type": "response.code_interpreter_call.completed", **where}
+        yield _ev("response.code_interpreter_call.completed", **at)
         if INCLUDE_CODE_OUTPUTS in run.include:
             outputs: list[dict[str, str]] = [{"type": "logs", "logs": script.logs}] if script.logs else []
             for png in script.image_outputs:
-                outputs.append(
-                    {"type": "image", "url": "data:image/png;base64," + base64.b64encode(png).decode("ascii")}
-                )
+                outputs.append({"type": "image", "url": "data:image/png;base64," + base64.b64encode(png).decode()})
             item["outputs"] = outputs
-        yield {"type": "response.output_item.done", "output_index": where["output_index"], "item": item}
+        yield _ev("response.output_item.done", output_index=at["output_index"], item=item)
 
     async def _response_get(self, request: web.Request) -> web.Response:
         response = self._response(request.match_info["id"])

@@ -15,6 +15,7 @@ so a bug shows up here rather than in production. Deliberate choices (see each m
 - The bot's own posts come back as events (`message` with `bot_id`, `message_changed` for edits and stream
   stops) through whichever transport is active, so self-event filtering is exercised.
 - Socket Mode retries use a new `envelope_id` with the same payload (same `event_id`), `retry_attempt` + 1.
+- Missing required arguments answer the generic `invalid_arguments` (with `response_metadata.messages`).
 """
 
 from __future__ import annotations
@@ -48,12 +49,16 @@ MAX_BLOCKS = 50
 DOWNLOAD_CHUNK_BYTES = 64 * 1024
 HISTORY_DEFAULT_LIMIT = 100
 REPLIES_DEFAULT_LIMIT = 1000
-BOT_SCOPES = ("app_mentions:read,chat:write,files:read,files:write,channels:history,groups:history,"
-              "im:history,mpim:history,reactions:write,users:read")
+BOT_SCOPES = (
+    "app_mentions:read,chat:write,files:read,files:write,channels:history,groups:history,"
+    "im:history,mpim:history,reactions:write,users:read"
+)
 # Form-encoded clients send these as JSON strings; we decode them so tests see lists either way.
 _JSON_PARAMS = ("blocks", "chunks", "files", "loading_messages", "metadata", "attachments")
 _MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 _TASK_STATUSES = {"pending", "in_progress", "complete", "error"}
+_PRETTY_TYPES = {"csv": "CSV", "tsv": "TSV", "png": "PNG", "text": "Plain Text", "xlsx": "Excel Spreadsheet"}
+_THREAD_FIELDS = ("reply_count", "reply_users", "reply_users_count", "latest_reply", "reactions")
 SIGN_IN_PAGE = """<!DOCTYPE html>
 <html lang="en-US"><head><meta charset="utf-8"><title>Slack</title></head>
 <body class="sign_in"><h1>Sign in to Fake Workspace</h1>
@@ -69,12 +74,17 @@ class _SlackError(Exception):
         super().__init__(error)
         self.error, self.extra = error, extra
 
+    @classmethod
+    def invalid(cls, why: str) -> _SlackError:
+        return cls("invalid_arguments", response_metadata={"messages": [f"[ERROR] {why}"]})
+
 
 @dataclass
 class RecordedCall:
     """One request: a Web API call (`method` = "chat.postMessage"), or a file GET / upload POST
     (`method` = "GET /files-pri/…" / "POST /upload/…"). `params` merges query string, form and JSON body
-    (JSON-string `blocks`/`chunks`/`files` are decoded); `headers` have lower-cased names."""
+    (JSON-string `blocks`/`chunks`/`files` are decoded); `headers` keys are lower-cased but lookups accept
+    any case."""
 
     method: str
     params: dict[str, Any]
@@ -105,6 +115,7 @@ class VisibleMessage:
     thread_ts: str | None = None  # parent ts for replies, None for top-level messages
     tasks: list[dict[str, Any]] = field(default_factory=list)  # task_update chunks, merged by id
     reactions: list[str] = field(default_factory=list)
+    broadcast: bool = False  # a thread reply also shown in the channel (reply_broadcast)
 
 
 @dataclass
@@ -112,7 +123,6 @@ class _Channel:
     id: str
     is_im: bool
     bot_is_member: bool
-    im_user: str | None = None
 
     @property
     def type(self) -> str:
@@ -129,8 +139,7 @@ class _Msg:
     blocks: list[dict[str, Any]] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
     thread_ts: str | None = None
-    subtype: str | None = None
-    upload: bool = False
+    subtype: str | None = None  # file_share / thread_broadcast
     client_msg_id: str | None = None
     tasks: list[dict[str, Any]] = field(default_factory=list)
     reactions: dict[str, list[str]] = field(default_factory=dict)
@@ -138,13 +147,18 @@ class _Msg:
     stream_started: float | None = None  # loop.time() of chat.startStream
     stream_stopped: bool = False
 
+    @property
+    def in_channel(self) -> bool:
+        return self.thread_ts is None or self.subtype == "thread_broadcast"
+
 
 @dataclass
 class _File:
     obj: dict[str, Any]
-    content: bytes | None = None
-    path: Path | None = None
-    stub: bool = False
+    content: bytes | None
+    path: Path | None
+    size: int  # real byte count, served as Content-Length
+    stub: bool
 
 
 def _sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -152,21 +166,40 @@ def _sign(secret: str, timestamp: str, body: bytes) -> str:
     return f"v0={digest}"
 
 
+class _Headers(dict[str, str]):
+    """Request headers with lower-cased keys that also answer to any spelling (`h["Authorization"]`)."""
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(key.lower() if isinstance(key, str) else key)
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(key.lower(), default)
+
+
+def _headers(request: web.Request) -> dict[str, str]:
+    return _Headers((k.lower(), v) for k, v in request.headers.items())
+
+
+def _copy(obj: Any) -> Any:
+    return json.loads(json.dumps(obj))
+
+
 def _rich_text(text: str) -> list[dict[str, Any]]:
     """The rich_text block Slack clients attach to a typed message, with `user` elements for mentions."""
-    if not text:
-        return []
     elements: list[dict[str, Any]] = []
     pos = 0
     for m in _MENTION.finditer(text):
         if m.start() > pos:
-            elements.append({"type": "text", "text": text[pos:m.start()]})
+            elements.append({"type": "text", "text": text[pos : m.start()]})
         elements.append({"type": "user", "user_id": m.group(1)})
         pos = m.end()
     if pos < len(text):
         elements.append({"type": "text", "text": text[pos:]})
-    return [{"type": "rich_text", "block_id": uuid.uuid4().hex[:5],
-             "elements": [{"type": "rich_text_section", "elements": elements}]}]
+    section = {"type": "rich_text_section", "elements": elements}
+    return [{"type": "rich_text", "block_id": uuid.uuid4().hex[:5], "elements": [section]}] if text else []
 
 
 def _check_blocks(blocks: Any) -> list[dict[str, Any]]:
@@ -175,15 +208,13 @@ def _check_blocks(blocks: Any) -> list[dict[str, Any]]:
         return []
     if not isinstance(blocks, list) or not all(isinstance(b, dict) and "type" in b for b in blocks):
         raise _SlackError("invalid_blocks_format")
-    if len(blocks) > MAX_BLOCKS:
-        raise _SlackError("invalid_blocks", response_metadata={
-            "messages": [f"[ERROR] no more than {MAX_BLOCKS} items allowed [json-pointer:/blocks]"]})
+    problems = [f"no more than {MAX_BLOCKS} items allowed [json-pointer:/blocks]"] if len(blocks) > MAX_BLOCKS else []
     for i, b in enumerate(blocks):
         text = b.get("text")
         if b["type"] == "section" and isinstance(text, dict) and len(text.get("text", "")) > SECTION_TEXT_LIMIT_CHARS:
-            raise _SlackError("invalid_blocks", response_metadata={"messages": [
-                f"[ERROR] must be less than {SECTION_TEXT_LIMIT_CHARS + 1} characters "
-                f"[json-pointer:/blocks/{i}/text/text]"]})
+            problems.append(f"must be less than 3001 characters [json-pointer:/blocks/{i}/text/text]")
+    if problems:
+        raise _SlackError("invalid_blocks", response_metadata={"messages": [f"[ERROR] {p}" for p in problems]})
     if sum(len(b.get("text", "")) for b in blocks if b["type"] == "markdown") > MARKDOWN_LIMIT_CHARS:
         raise _SlackError("msg_blocks_too_long")
     return blocks
@@ -194,26 +225,37 @@ class FakeSlack:
 
     Channels `C1` (public, bot is a member) and `D1` (DM between the bot and `U1`) exist from the start;
     users `U1` (ko-KR), `U2` (en-US) and the bot user exist. Use as `async with FakeSlack() as slack:`.
-    Timing knobs (attributes): `ack_timeout_s` (3 s, Slack's ack budget, for both transports) and
+    Timing knobs: `ack_timeout_s` (Slack's 3 s ack budget, both transports) and the attribute
     `retry_delays_s` (extra pause before retry 1..3; real Slack waits ≈0 s, 1 min, 5 min over HTTP).
+    Extra records: `events` (every event_callback body produced), `envelopes` (Socket Mode envelopes sent),
+    `socket_connections` (hellos sent).
     """
 
-    def __init__(self, *, bot_token: str = "xoxb-test-token", app_token: str = "xapp-test-token",
-                 team_id: str = "T1", bot_user_id: str = "UBOT", bot_id: str = "B1", app_id: str = "A1",
-                 signing_secret: str = "test-signing-secret", stream_ttl_s: float = 300.0,
-                 ack_timeout_s: float = ACK_BUDGET_S) -> None:
+    def __init__(
+        self,
+        *,
+        bot_token: str = "xoxb-test-token",
+        app_token: str = "xapp-test-token",
+        team_id: str = "T1",
+        bot_user_id: str = "UBOT",
+        bot_id: str = "B1",
+        app_id: str = "A1",
+        signing_secret: str = "test-signing-secret",
+        stream_ttl_s: float = 300.0,
+        ack_timeout_s: float = ACK_BUDGET_S,
+    ) -> None:
         self.bot_token, self.app_token, self.team_id = bot_token, app_token, team_id
         self.bot_user_id, self.bot_id, self.app_id = bot_user_id, bot_id, app_id
         self.signing_secret, self.stream_ttl_s, self.ack_timeout_s = signing_secret, stream_ttl_s, ack_timeout_s
         self.retry_delays_s: tuple[float, float, float] = (0.0, 0.0, 0.0)
         self.calls: list[RecordedCall] = []
-        self.events: list[dict[str, Any]] = []  # every event_callback body produced, delivered or not
+        self.events: list[dict[str, Any]] = []
+        self.envelopes: list[dict[str, Any]] = []
         self.status_history: list[tuple[str, str, str]] = []
         self.acks: dict[str, float] = {}
-        self.envelopes: list[dict[str, Any]] = []  # every Socket Mode envelope sent
         self.http_events_url: str | None = None
         self.http_deliveries: list[tuple[int, float]] = []  # status 0 = connection failed
-        self.socket_connections = 0  # hellos sent so far
+        self.socket_connections = 0
         self.base_url = self.api_url = ""
         self._http_log: list[RecordedCall] = []
         self._channels: dict[str, _Channel] = {}
@@ -227,8 +269,8 @@ class FakeSlack:
         self._sockets: list[web.WebSocketResponse] = []
         self._draining: set[int] = set()
         self._ack_waiters: dict[str, tuple[float, asyncio.Event]] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._deliveries: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()  # everything spawned; cancelled on close()
+        self._deliveries: set[asyncio.Task[Any]] = set()  # delivery loops and in-flight HTTP posts
         self._seq = {"ts": 0, "event": 0, "file": 0}
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -251,18 +293,16 @@ class FakeSlack:
         app.router.add_get("/external/{file_id}/{name}", self._handle_html_page)
         self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.base_url = f"http://127.0.0.1:{port}"
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.base_url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
         self.api_url = f"{self.base_url}/api/"
         self._session = aiohttp.ClientSession()
 
     async def close(self) -> None:
         """Cancel deliveries, close websockets, the server and the delivery session."""
-        for task in list(self._tasks | self._deliveries):
+        for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._deliveries, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         for ws in list(self._sockets):
             await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY)
         if self._runner is not None:
@@ -278,97 +318,122 @@ class FakeSlack:
         await self.close()
 
     # ------------------------------------------------------------------ workspace setup
-    def add_channel(self, channel_id: str, *, is_im: bool = False, bot_is_member: bool = True,
-                    im_user: str = "U1") -> None:
-        """Create a conversation. IDs starting with D are DMs (with `im_user`), G private, else public.
+    def add_channel(self, channel_id: str, *, is_im: bool = False, bot_is_member: bool = True) -> None:
+        """Create a conversation. IDs starting with D are DMs, G private channels, else public channels.
         Without membership the bot gets `not_in_channel` and no events from it, like real Slack."""
         is_im = is_im or channel_id.startswith("D")
-        self._channels[channel_id] = _Channel(channel_id, is_im, bot_is_member or is_im, im_user if is_im else None)
+        self._channels[channel_id] = _Channel(channel_id, is_im, bot_is_member or is_im)
         self._messages.setdefault(channel_id, [])
 
-    def add_user(self, user_id: str, *, name: str, locale: str = "en-US", tz: str = "America/Los_Angeles",
-                 is_bot: bool = False) -> None:
-        """Register a user for `users.info` (locale only returned with `include_locale=true`)."""
-        self._users[user_id] = {
-            "id": user_id, "team_id": self.team_id, "name": name, "deleted": False, "real_name": name,
-            "tz": tz, "tz_label": tz, "tz_offset": 32400 if tz == "Asia/Seoul" else -28800,
-            "profile": {"real_name": name, "display_name": name, "team": self.team_id},
-            "is_admin": False, "is_owner": False, "is_bot": is_bot, "is_app_user": False,
-            "updated": 1700000000, "locale": locale}
+    def add_user(
+        self, user_id: str, *, name: str, locale: str = "en-US", tz: str = "UTC", is_bot: bool = False
+    ) -> None:
+        """Register a user for `users.info` (which returns `locale` only with `include_locale=true`)."""
+        profile = {"real_name": name, "display_name": name, "team": self.team_id}
+        self._users[user_id] = {"id": user_id, "team_id": self.team_id, "name": name, "real_name": name}
+        self._users[user_id].update(deleted=False, tz=tz, is_bot=is_bot, profile=profile, locale=locale)
 
-    def add_file(self, *, name: str, content: bytes | None = None, mimetype: str = "text/csv",
-                 filetype: str = "csv", user: str = "U1", content_path: str | os.PathLike[str] | None = None,
-                 stub: bool = False, **overrides: Any) -> dict[str, Any]:
+    def add_file(
+        self,
+        *,
+        name: str,
+        content: bytes | None = None,
+        mimetype: str = "text/csv",
+        filetype: str = "csv",
+        user: str = "U1",
+        content_path: str | os.PathLike[str] | None = None,
+        stub: bool = False,
+        **overrides: Any,
+    ) -> dict[str, Any]:
         """Host a file and return its full Slack file object (a copy).
 
-        Give `content` bytes or `content_path` (streamed from disk, for huge files). `size` is the real byte
-        count unless overridden. `overrides` are merged last: `size`, `mode` ("tombstone", "hidden_by_limit",
-        "external"), `is_external`, `external_type`, `title`, … External files get an HTML `url_private` and no
-        `url_private_download`. With `stub=True` messages and events carry only
+        Give `content` bytes or `content_path` (streamed from disk in chunks, for huge files). `size` is the
+        real byte count unless overridden. `overrides` are merged last: `size`, `mode` ("tombstone",
+        "hidden_by_limit", "external"), `is_external`, `external_type`, `title`, `id`, … External files get an
+        HTML `url_private` and no `url_private_download`. With `stub=True` messages and events carry only
         `{"id", "mode": "hosted", "file_access": "check_file_info"}`; `files.info` has the full object.
         """
         if not self.base_url:
             raise RuntimeError("FakeSlack.start() must run before add_file()")
         if (content is None) == (content_path is None):
             raise ValueError("give exactly one of content= or content_path=")
-        return self._host_file(self._new_file_id(), name=name, content=content, mimetype=mimetype,
-                               filetype=filetype, user=user, content_path=content_path, stub=stub, **overrides)
-
-    def _new_file_id(self) -> str:
-        self._seq["file"] += 1
-        return f"F{self._seq['file']:08d}"
-
-    def _host_file(self, fid: str, *, name: str, content: bytes | None, mimetype: str, filetype: str, user: str,
-                   content_path: str | os.PathLike[str] | None = None, stub: bool = False,
-                   **overrides: Any) -> dict[str, Any]:
+        fid = overrides.pop("id", None) or self._new_file_id()
         path = Path(content_path) if content_path is not None else None
-        size = len(content) if content is not None else path.stat().st_size  # type: ignore[union-attr]
-        now = int(time.time())
-        external = bool(overrides.get("is_external")) or overrides.get("mode") == "external"
+        size = len(content) if content is not None else os.path.getsize(content_path)  # type: ignore[arg-type]
+        now, external = int(time.time()), bool(overrides.get("is_external")) or overrides.get("mode") == "external"
+        hosted, qname = f"{self.base_url}/files-pri/{self.team_id}-{fid}", quote(name)
         obj: dict[str, Any] = {
-            "id": fid, "created": now, "timestamp": now, "name": name, "title": name, "mimetype": mimetype,
-            "filetype": filetype, "pretty_type": {"csv": "CSV", "tsv": "TSV", "png": "PNG", "text": "Plain Text",
-                                                  "xlsx": "Excel Spreadsheet"}.get(filetype, filetype.upper()),
-            "user": user, "user_team": self.team_id, "editable": False, "size": size,
-            "mode": "external" if external else "hosted", "is_external": external,
-            "external_type": "gdrive" if external else "", "is_public": True, "public_url_shared": False,
-            "display_as_bot": False, "username": "", "file_access": "visible", "media_display_type": "unknown",
-            "url_private": f"{self.base_url}/files-pri/{self.team_id}-{fid}/{quote(name)}",
-            "url_private_download": f"{self.base_url}/files-pri/{self.team_id}-{fid}/download/{quote(name)}",
-            "permalink": f"{self.base_url}/files/{user}/{fid}/{quote(name)}",
-            "permalink_public": f"{self.base_url}/files/{self.team_id}-{fid}-public/{quote(name)}",
-            "has_rich_preview": False, "shares": {}, "channels": [], "groups": [], "ims": [], "comments_count": 0}
+            "id": fid,
+            "created": now,
+            "timestamp": now,
+            "name": name,
+            "title": name,
+            "mimetype": mimetype,
+            "filetype": filetype,
+            "pretty_type": _PRETTY_TYPES.get(filetype, filetype.upper()),
+            "user": user,
+            "user_team": self.team_id,
+            "editable": False,
+            "size": size,
+            "mode": "external" if external else "hosted",
+            "is_external": external,
+            "external_type": "gdrive" if external else "",
+            "is_public": True,
+            "public_url_shared": False,
+            "display_as_bot": False,
+            "username": "",
+            "file_access": "visible",
+            "url_private": f"{self.base_url}/external/{fid}/{qname}" if external else f"{hosted}/{qname}",
+            "url_private_download": f"{hosted}/download/{qname}",
+            "permalink": f"{self.base_url}/files/{user}/{fid}/{qname}",
+            "permalink_public": f"{self.base_url}/files/{self.team_id}-{fid}-public/{qname}",
+            "has_rich_preview": False,
+            "shares": {},
+            "channels": [],
+            "groups": [],
+            "ims": [],
+            "comments_count": 0,
+        }
         if external:
-            obj["url_private"] = f"{self.base_url}/external/{fid}/{quote(name)}"
             del obj["url_private_download"]
         obj.update(overrides)
-        self._files[fid] = _File(obj, content, path, stub)
-        return json.loads(json.dumps(obj))
+        self._files[fid] = _File(obj, content, path, size, stub)
+        return _copy(obj)
 
     # ------------------------------------------------------------------ people post
-    async def user_posts(self, *, channel: str, text: str, user: str = "U1", files: list[dict[str, Any]] | None = None,
-                         thread_ts: str | None = None, deliver: bool = True) -> dict[str, Any]:
+    async def user_posts(
+        self,
+        *,
+        channel: str,
+        text: str,
+        user: str = "U1",
+        files: list[dict[str, Any]] | None = None,
+        thread_ts: str | None = None,
+        deliver: bool = True,
+    ) -> dict[str, Any]:
         """Store a person's message and deliver the events Slack would; returns the message dict (with "ts").
 
         Channel + `<@BOT>` mention -> `app_mention` then `message` (separate event_ids, same ts); channel without
         mention -> `message` only; DM -> `message` (channel_type "im") only; channels the bot is not in -> none.
-        Files make it a `file_share` message (`files`, `upload: false`); files must come from `add_file`.
+        Files (from `add_file`) make it a `file_share` message (`files`, `upload: false`); `app_mention` carries
+        them too. Fields edited on those dicts (e.g. `url_private_download`) become the file's truth. Raises RuntimeError if `deliver` and no transport is up.
         """
         ch = self._channel(channel)
         if thread_ts is not None:
             self._thread_root(channel, thread_ts)
-        fids = []
-        for f in files or []:
-            if f.get("id") not in self._files:
-                raise KeyError(f"file {f.get('id')!r} was not registered with add_file()")
-            fids.append(f["id"])
-        msg = _Msg(channel, self._next_ts(), user, False, text, _rich_text(text), fids, thread_ts,
-                   "file_share" if fids else None, False, str(uuid.uuid4()))
+        fids = [f["id"] for f in files or []]
+        if unknown := [fid for fid in fids if fid not in self._files]:
+            raise KeyError(f"files {unknown} were not registered with add_file()")
+        for f in files or []:  # a test may have edited the object (e.g. a URL): Slack now serves that version
+            self._files[f["id"]].obj.update(
+                {k: v for k, v in f.items() if k not in ("shares", "channels", "ims", "groups")}
+            )
+        msg = _Msg(channel, self._next_ts(), user, False, text, _rich_text(text), fids, thread_ts)
+        msg.subtype, msg.client_msg_id = ("file_share" if fids else None), str(uuid.uuid4())
         self._store(msg)
         envelopes = []
         if ch.bot_is_member:
-            mentioned = not ch.is_im and any(m.group(1) == self.bot_user_id for m in _MENTION.finditer(text))
-            if mentioned:
+            if not ch.is_im and any(m.group(1) == self.bot_user_id for m in _MENTION.finditer(text)):
                 ev = {k: v for k, v in self._message_event(msg).items() if k not in ("subtype", "channel_type")}
                 envelopes.append(self._envelope({**ev, "type": "app_mention"}))
             envelopes.append(self._envelope(self._message_event(msg)))
@@ -379,15 +444,15 @@ class FakeSlack:
 
     # ------------------------------------------------------------------ what people see
     def thread(self, channel: str, thread_ts: str) -> list[VisibleMessage]:
-        """Root plus replies, oldest first; [] if there is no such root."""
+        """Root plus replies, oldest first; [] if there is no such top-level message."""
         root = self._find(channel, thread_ts)
         if root is None or root.thread_ts is not None:
             return []
         return [self._visible(m) for m in [root, *self._replies(root)]]
 
     def channel_root_messages(self, channel: str) -> list[VisibleMessage]:
-        """Top-level messages of a channel, oldest first."""
-        return [self._visible(m) for m in self._messages.get(channel, []) if m.thread_ts is None]
+        """What the channel itself shows, oldest first: top-level messages plus broadcast thread replies."""
+        return [self._visible(m) for m in self._messages.get(channel, []) if m.in_channel]
 
     def status(self, channel: str, thread_ts: str) -> str:
         """The assistant.threads.setStatus text showing in that thread ("" if none or cleared)."""
@@ -405,8 +470,15 @@ class FakeSlack:
         """Recorded Web API calls of one method, in order."""
         return [c for c in self.calls if c.method == method]
 
-    def fail_next(self, method: str, *, error: str = "ratelimited", status: int = 200,
-                  retry_after: int | None = None, times: int = 1) -> None:
+    def fail_next(
+        self,
+        method: str,
+        *,
+        error: str = "ratelimited",
+        status: int = 200,
+        retry_after: int | None = None,
+        times: int = 1,
+    ) -> None:
         """Make the next `times` calls of `method` fail. `status=429` answers HTTP 429 with
         `{"ok":false,"error":"ratelimited"}` and `Retry-After` (default 1); else HTTP `status` with `error`."""
         self._failures.setdefault(method, []).extend([(error, status, retry_after)] * times)
@@ -427,8 +499,8 @@ class FakeSlack:
         lines.append("recent events:")
         for e in self.events[-last:]:
             ev = e["event"]
-            lines.append(f"  {e['event_id']} {ev.get('type')}/{ev.get('subtype', '')} "
-                         f"user={ev.get('user')} ts={ev.get('ts')} text={str(ev.get('text', ''))[:80]!r}")
+            desc = f"{ev.get('type')}/{ev.get('subtype', '')} user={ev.get('user')} ts={ev.get('ts')}"
+            lines.append(f"  {e['event_id']} {desc} text={str(ev.get('text', ''))[:80]!r}")
         lines.append(f"acks={self.acks} http_deliveries={self.http_deliveries} sockets={len(self._sockets)}")
         return "\n".join(lines)
 
@@ -443,8 +515,7 @@ class FakeSlack:
         for ws in list(self._sockets):
             self._draining.add(id(ws))
             with contextlib.suppress(ConnectionError):
-                await ws.send_json({"type": "disconnect", "reason": reason,
-                                    "debug_info": {"host": "applink-fake-1"}})
+                await ws.send_json({"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-fake-1"}})
 
     async def drop_socket(self) -> None:
         """Close every socket abruptly (CLOSE frame), as when Slack recycles a connection."""
@@ -455,40 +526,57 @@ class FakeSlack:
         """Deliver one event_callback body via Socket Mode if a client is connected, else signed HTTP to
         `http_events_url`. Returns once the first attempt is on the wire; unacknowledged deliveries are
         retried in the background (≤3 retries). Raises RuntimeError when there is no transport."""
-        if self._live_socket() is None and not self.http_events_url and not self._sockets:
+        if not self._has_transport():
             raise RuntimeError("no transport: connect a Socket Mode client or set http_events_url\n" + self.dump())
         sent = asyncio.Event()
-        task = asyncio.create_task(self._run_delivery(envelope, retry_attempt, retry_reason, sent))
-        self._deliveries.add(task)
-        task.add_done_callback(self._deliveries.discard)
-        waiter = asyncio.create_task(sent.wait())
+        task = self._start_delivery(envelope, retry_attempt, retry_reason, sent)
+        waiter = self._spawn(sent.wait())
         await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
-        if task.done() and not task.cancelled() and task.exception() is not None:
-            raise task.exception()  # type: ignore[misc]
 
     async def wait_delivered(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
-        """Wait until every delivery (including its retries) has finished."""
+        """Wait until every delivery (its retries and any still-running HTTP request) has finished."""
         await self.wait_for(lambda: not self._deliveries, timeout=timeout)
 
-    async def post_signed(self, url: str, body: bytes, *, timestamp: str | None = None, secret: str | None = None,
-                          headers: dict[str, str] | None = None) -> tuple[int, str]:
+    async def post_signed(
+        self,
+        url: str,
+        body: bytes,
+        *,
+        timestamp: str | None = None,
+        secret: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, str]:
         """POST `body` signed like Slack (override `timestamp`/`secret` to forge bad requests)."""
         ts = timestamp if timestamp is not None else str(int(time.time()))
-        hdrs = {"Content-Type": "application/json", "X-Slack-Request-Timestamp": ts,
-                "X-Slack-Signature": _sign(secret if secret is not None else self.signing_secret, ts, body),
-                **(headers or {})}
+        signature = _sign(secret if secret is not None else self.signing_secret, ts, body)
+        hdrs = {"Content-Type": "application/json", "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": signature}
         assert self._session is not None, "start() first"
-        async with self._session.post(url, data=body, headers=hdrs) as resp:
+        async with self._session.post(url, data=body, headers={**hdrs, **(headers or {})}) as resp:
             return resp.status, await resp.text()
 
     def _live_socket(self) -> web.WebSocketResponse | None:
         live = [ws for ws in self._sockets if not ws.closed and id(ws) not in self._draining]
         return live[-1] if live else None
 
+    def _has_transport(self) -> bool:
+        return bool(self._sockets or self.http_events_url)
+
+    def _spawn(self, coro: Any, *, delivery: bool = False) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        for owner in (self._tasks, self._deliveries) if delivery else (self._tasks,):
+            owner.add(task)
+            task.add_done_callback(owner.discard)
+        return task
+
+    def _start_delivery(
+        self, body: dict[str, Any], attempt: int, reason: str, sent: asyncio.Event
+    ) -> asyncio.Task[Any]:
+        return self._spawn(self._run_delivery(body, attempt, reason, sent), delivery=True)
+
     async def _run_delivery(self, body: dict[str, Any], attempt: int, reason: str, sent: asyncio.Event) -> None:
         while True:
-            if self._live_socket() is not None or not self.http_events_url:
+            if self._sockets or not self.http_events_url:
                 ok, failure = await self._attempt_socket(body, attempt, reason, sent)
             else:
                 ok, failure = await self._attempt_http(body, attempt, reason, sent)
@@ -499,18 +587,19 @@ class FakeSlack:
             if self.retry_delays_s[attempt - 1]:
                 await asyncio.sleep(self.retry_delays_s[attempt - 1])
 
-    async def _attempt_socket(self, body: dict[str, Any], attempt: int, reason: str,
-                              sent: asyncio.Event) -> tuple[bool, str]:
+    async def _attempt_socket(
+        self, body: dict[str, Any], attempt: int, reason: str, sent: asyncio.Event
+    ) -> tuple[bool, str]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.ack_timeout_s
         while (ws := self._live_socket()) is None and loop.time() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.01)  # a reconnecting client: Slack holds the event meanwhile
         if ws is None:
             return False, "timeout"
-        envelope = {"envelope_id": str(uuid.uuid4()), "type": "events_api", "payload": body,
-                    "accepts_response_payload": False, "retry_attempt": attempt, "retry_reason": reason}
-        acked = asyncio.Event()
-        self._ack_waiters[envelope["envelope_id"]] = (loop.time(), acked)
+        env_id, acked = str(uuid.uuid4()), asyncio.Event()
+        envelope = {"envelope_id": env_id, "type": "events_api", "payload": body, "accepts_response_payload": False}
+        envelope.update(retry_attempt=attempt, retry_reason=reason)
+        self._ack_waiters[env_id] = (loop.time(), acked)
         try:
             await ws.send_json(envelope)
         except (ConnectionError, RuntimeError):
@@ -523,15 +612,15 @@ class FakeSlack:
         except TimeoutError:
             return False, "timeout"
 
-    async def _attempt_http(self, body: dict[str, Any], attempt: int, reason: str,
-                            sent: asyncio.Event) -> tuple[bool, str]:
-        raw = json.dumps(body).encode()
-        ts = str(int(time.time()))
-        headers = {"Content-Type": "application/json", "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
-                   "X-Slack-Request-Timestamp": ts, "X-Slack-Signature": _sign(self.signing_secret, ts, raw)}
+    async def _attempt_http(
+        self, body: dict[str, Any], attempt: int, reason: str, sent: asyncio.Event
+    ) -> tuple[bool, str]:
+        raw, ts = json.dumps(body).encode(), str(int(time.time()))
+        headers = {"Content-Type": "application/json", "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)"}
+        headers.update({"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": _sign(self.signing_secret, ts, raw)})
         if attempt:
             headers.update({"X-Slack-Retry-Num": str(attempt), "X-Slack-Retry-Reason": reason})
-        post = self._spawn(self._post_event(str(self.http_events_url), raw, headers))
+        post = self._spawn(self._post_event(str(self.http_events_url), raw, headers), delivery=True)
         sent.set()
         done, _ = await asyncio.wait({post}, timeout=self.ack_timeout_s)
         if not done:
@@ -553,17 +642,11 @@ class FakeSlack:
         self.http_deliveries.append((status, asyncio.get_running_loop().time() - start))
         return status, no_retry
 
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
     def _echo(self, event: dict[str, Any]) -> None:
-        """Deliver an event about the bot's own message, if any transport is up (else only record it)."""
+        """Deliver an event about the bot's own message if a transport is up (it is always recorded)."""
         env = self._envelope(event)
-        if self._live_socket() is not None or self.http_events_url:
-            self._spawn(self.deliver(env))
+        if self._has_transport():
+            self._start_delivery(env, 0, "", asyncio.Event())
 
     # ------------------------------------------------------------------ HTTP handlers
     async def _handle_api(self, request: web.Request) -> web.StreamResponse:
@@ -575,41 +658,36 @@ class FakeSlack:
                     body = await request.json()
                 except json.JSONDecodeError:
                     return web.json_response({"ok": False, "error": "invalid_json"})
-                if isinstance(body, dict):
-                    params.update(body)
+                params.update(body if isinstance(body, dict) else {})
             else:
-                form = await request.post()
-                params.update({k: v for k, v in form.items() if isinstance(v, str)})
+                params.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
         for key in _JSON_PARAMS:
             if isinstance(params.get(key), str) and params[key][:1] in "[{":
                 with contextlib.suppress(json.JSONDecodeError):
                     params[key] = json.loads(params[key])
-        call = RecordedCall(method, params, {k.lower(): v for k, v in request.headers.items()})
+        call = RecordedCall(method, params, _headers(request), 200)
         self.calls.append(call)
         if self._failures.get(method):
-            error, status, retry_after = self._failures[method].pop(0)
-            if status == 429:
-                return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
-                                         headers={"Retry-After": str(1 if retry_after is None else retry_after)})
-            return web.json_response({"ok": False, "error": error}, status=status)
+            error, call.status, retry_after = self._failures[method].pop(0)
+            if call.status == 429:
+                retry = {"Retry-After": str(1 if retry_after is None else retry_after)}
+                return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers=retry)
+            return web.json_response({"ok": False, "error": error}, status=call.status)
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method", "req_method": method})
         want = self.app_token if method == "apps.connections.open" else self.bot_token
         other = self.bot_token if want == self.app_token else self.app_token
-        token = call.token
         try:
-            if token is None:
+            if call.token is None:
                 raise _SlackError("not_authed")
-            if token == other:
+            if call.token == other:
                 raise _SlackError("not_allowed_token_type")
-            if token != want:
+            if call.token != want:
                 raise _SlackError("invalid_auth")
             result = handler(params)
         except _SlackError as e:
-            call.status = 200
             return web.json_response({"ok": False, "error": e.error, **e.extra})
-        call.status = 200
         headers = {"x-oauth-scopes": BOT_SCOPES} if want == self.bot_token else {}
         return web.json_response({"ok": True, **result}, headers=headers)
 
@@ -618,19 +696,16 @@ class FakeSlack:
         if ticket not in self._tickets:
             return web.Response(status=401, text="invalid ticket")
         self._tickets.discard(ticket)
-        ws = web.WebSocketResponse(autoping=True)
+        ws = web.WebSocketResponse(autoping=True)  # answers the SDK's sdk-ping-pong pings
         await ws.prepare(request)
-        await ws.send_json({"type": "hello", "num_connections": len(self._sockets) + 1,
-                            "debug_info": {"host": "applink-fake-1", "build_number": 10,
-                                           "approximate_connection_time": 18060},
-                            "connection_info": {"app_id": self.app_id}})
+        debug = {"host": "applink-fake-1", "build_number": 10, "approximate_connection_time": 18060}
+        hello = {"type": "hello", "num_connections": len(self._sockets) + 1, "debug_info": debug}
+        await ws.send_json({**hello, "connection_info": {"app_id": self.app_id}})
         self._sockets.append(ws)
         self.socket_connections += 1
         try:
             async for msg in ws:
-                if msg.type != aiohttp.WSMsgType.TEXT:
-                    continue
-                with contextlib.suppress(ValueError, AttributeError):
+                with contextlib.suppress(ValueError, AttributeError, TypeError):
                     env_id = json.loads(msg.data).get("envelope_id")
                     if env_id in self._ack_waiters:
                         sent_at, acked = self._ack_waiters.pop(env_id)
@@ -642,43 +717,40 @@ class FakeSlack:
         return ws
 
     async def _handle_upload(self, request: web.Request) -> web.StreamResponse:
+        """The upload URL: raw bytes or multipart `file`, no auth; `OK - <len>` as text/plain."""
         fid = request.match_info["file_id"]
         if request.content_type.startswith("multipart/"):
-            form = await request.post()
-            part = form.get("file")
+            part = (await request.post()).get("file")
             data = part.file.read() if hasattr(part, "file") else str(part or "").encode()
         else:
             data = await request.read()
         pending = self._pending_uploads.get(fid)
-        self._http_log.append(RecordedCall(f"POST {request.path}", {
-            "file_id": fid, "declared_length": pending and pending["length"], "received_length": len(data)},
-            {k.lower(): v for k, v in request.headers.items()}, 200 if pending else 404))
+        declared = pending and pending["length"]
+        params = {"file_id": fid, "declared_length": declared, "received_length": len(data)}
+        self._http_log.append(RecordedCall(f"POST {request.path}", params, _headers(request), 200 if pending else 404))
         if pending is None:
             return web.Response(status=404, text="Not Found")
         pending["data"] = data  # Slack is lenient about length mismatches; file_uploads() shows both
         return web.Response(text=f"OK - {len(data)}", content_type="text/plain")
 
     async def _handle_download(self, request: web.Request) -> web.StreamResponse:
+        """Hosted bytes, streamed; without the bot token the classic pitfall: 200 + an HTML sign-in page."""
         team, _, fid = request.match_info["team_file"].partition("-")
-        headers = {k.lower(): v for k, v in request.headers.items()}
-        call = RecordedCall(f"GET {request.path}", dict(request.query), headers)
+        call = RecordedCall(f"GET {request.path}", dict(request.query), _headers(request), 200)
         self._http_log.append(call)
-        if call.token != self.bot_token:  # the classic pitfall: 200 + an HTML sign-in page
-            call.status = 200
+        if call.token != self.bot_token:
             return web.Response(text=SIGN_IN_PAGE, content_type="text/html")
         f = self._files.get(fid)
         if team != self.team_id or f is None or f.obj.get("mode") in ("tombstone", "hidden_by_limit", "external"):
             call.status = 404
             return web.Response(status=404, text="Not Found")
-        size = len(f.content) if f.content is not None else f.path.stat().st_size  # type: ignore[union-attr]
-        resp = web.StreamResponse(headers={"Content-Type": f.obj["mimetype"], "Content-Length": str(size)})
+        resp = web.StreamResponse(headers={"Content-Type": f.obj["mimetype"], "Content-Length": str(f.size)})
         if "/download/" in request.path:
             resp.headers["Content-Disposition"] = f'attachment; filename="{f.obj["name"]}"'
         await resp.prepare(request)
-        call.status = 200
         if f.content is not None:
             for i in range(0, len(f.content), DOWNLOAD_CHUNK_BYTES):
-                await resp.write(f.content[i:i + DOWNLOAD_CHUNK_BYTES])
+                await resp.write(f.content[i : i + DOWNLOAD_CHUNK_BYTES])
         else:
             fh = await asyncio.to_thread(open, f.path, "rb")  # type: ignore[arg-type]
             try:
@@ -691,30 +763,29 @@ class FakeSlack:
 
     async def _handle_html_page(self, request: web.Request) -> web.StreamResponse:
         """Permalinks and external files are web pages, never the bytes."""
-        self._http_log.append(RecordedCall(f"GET {request.path}", dict(request.query),
-                                           {k.lower(): v for k, v in request.headers.items()}, 200))
+        self._http_log.append(RecordedCall(f"GET {request.path}", dict(request.query), _headers(request), 200))
         return web.Response(text=SIGN_IN_PAGE, content_type="text/html")
 
     # ------------------------------------------------------------------ Web API methods
     def _m_auth_test(self, p: dict[str, Any]) -> dict[str, Any]:
-        return {"url": f"{self.base_url}/", "team": "Fake Workspace", "user": "csv-analyst", "team_id": self.team_id,
-                "user_id": self.bot_user_id, "bot_id": self.bot_id, "app_id": self.app_id,
-                "is_enterprise_install": False}
+        ids = {"team_id": self.team_id, "user_id": self.bot_user_id, "bot_id": self.bot_id, "app_id": self.app_id}
+        return {"url": f"{self.base_url}/", "team": "Fake Workspace", "user": "csv-analyst", **ids}
 
     def _m_apps_connections_open(self, p: dict[str, Any]) -> dict[str, Any]:
         ticket = uuid.uuid4().hex
         self._tickets.add(ticket)
-        return {"url": f"ws://127.0.0.1:{self.base_url.rsplit(':', 1)[1]}/link/?ticket={ticket}&app_id={self.app_id}"}
+        return {"url": f"{self.base_url.replace('http', 'ws', 1)}/link/?ticket={ticket}&app_id={self.app_id}"}
 
     def _m_chat_postMessage(self, p: dict[str, Any]) -> dict[str, Any]:
         """`markdown_text` (≤12,000) excludes `text`/`blocks` (`markdown_text_conflict`); text over 40,000 is
-        truncated; no content -> `no_text`; `thread_ts` must be a root (see module docstring)."""
+        truncated; no content -> `no_text`; `thread_ts` must be a root; `reply_broadcast` shows it in channel."""
         ch = self._writable(p.get("channel"))
         text, blocks = self._content(p, truncate=True)
         thread_ts = p.get("thread_ts") or None
         if thread_ts:
             self._thread_root(ch.id, thread_ts)
-        msg = self._bot_post(ch, text, blocks, thread_ts)
+        broadcast = thread_ts and str(p.get("reply_broadcast", "")).lower() in ("1", "true")
+        msg = self._bot_post(ch, text, blocks, thread_ts, subtype="thread_broadcast" if broadcast else None)
         return {"channel": ch.id, "ts": msg.ts, "message": self._api_message(msg)}
 
     def _m_chat_update(self, p: dict[str, Any]) -> dict[str, Any]:
@@ -729,8 +800,7 @@ class FakeSlack:
             raise _SlackError("streaming_state_conflict")
         text, blocks = self._content(p, truncate=False)
         before = self._api_message(msg)
-        msg.text, msg.blocks = text, blocks
-        msg.edited = {"user": self.bot_user_id, "ts": self._next_ts()}
+        msg.text, msg.blocks, msg.edited = text, blocks, {"user": self.bot_user_id, "ts": self._next_ts()}
         self._echo_changed(msg, before)
         return {"channel": ch.id, "ts": msg.ts, "text": msg.text, "message": self._api_message(msg)}
 
@@ -738,14 +808,14 @@ class FakeSlack:
         """Needs a root `thread_ts`; outside DMs also `recipient_team_id` and `recipient_user_id`."""
         ch = self._writable(p.get("channel"))
         if not p.get("thread_ts"):
-            raise _SlackError("invalid_arguments", response_metadata={"messages": ["missing thread_ts"]})
+            raise _SlackError.invalid("missing required field: thread_ts")
         self._thread_root(ch.id, p["thread_ts"])
         if not ch.is_im and not p.get("recipient_team_id"):
             raise _SlackError("missing_recipient_team_id")
         if not ch.is_im and not p.get("recipient_user_id"):
             raise _SlackError("missing_recipient_user_id")
-        msg = _Msg(ch.id, self._next_ts(), self.bot_user_id, True, thread_ts=p["thread_ts"],
-                   stream_started=asyncio.get_running_loop().time())
+        msg = _Msg(ch.id, self._next_ts(), self.bot_user_id, True, thread_ts=p["thread_ts"])
+        msg.stream_started = asyncio.get_running_loop().time()
         self._apply_chunks(msg, p)
         self._store(msg)
         self._bot_replied(ch.id, p["thread_ts"])
@@ -753,26 +823,31 @@ class FakeSlack:
         return {"channel": ch.id, "ts": msg.ts}
 
     def _m_chat_appendStream(self, p: dict[str, Any]) -> dict[str, Any]:
+        """≤12,000 markdown characters per call (`msg_too_long`); an ended or expired stream ->
+        `message_not_in_streaming_state`."""
         msg = self._stream(p)
         if p.get("markdown_text") is None and not p.get("chunks"):
-            raise _SlackError("invalid_arguments", response_metadata={"messages": ["missing markdown_text"]})
+            raise _SlackError.invalid("markdown_text or chunks required")
         self._apply_chunks(msg, p)
         return {"channel": msg.channel, "ts": msg.ts}
 
     def _m_chat_stopStream(self, p: dict[str, Any]) -> dict[str, Any]:
+        """Optional final `markdown_text`/`chunks` and `blocks` (≤50, shown under the text)."""
         msg = self._stream(p)
         before = self._api_message(msg)
         self._apply_chunks(msg, p)
-        if p.get("blocks"):
-            msg.blocks = msg.blocks + _check_blocks(p["blocks"])
+        msg.blocks = msg.blocks + _check_blocks(p.get("blocks") or None)
         msg.stream_stopped = True
         self._echo_changed(msg, before)
         return {"channel": msg.channel, "ts": msg.ts, "message": self._api_message(msg)}
 
     def _m_assistant_threads_setStatus(self, p: dict[str, Any]) -> dict[str, Any]:
+        """`status` "" clears. Slack also clears it when the app replies in the thread (recorded too)."""
         ch = self._channel(p.get("channel_id"))
         if not p.get("thread_ts") or "status" not in p:
-            raise _SlackError("invalid_arguments", response_metadata={"messages": ["missing thread_ts/status"]})
+            raise _SlackError.invalid("missing required field: thread_ts or status")
+        if len(p.get("loading_messages") or []) > 10:
+            raise _SlackError.invalid("loading_messages: no more than 10 items allowed")
         self._status[(ch.id, p["thread_ts"])] = p["status"]
         self.status_history.append((ch.id, p["thread_ts"], p["status"]))
         return {}
@@ -797,90 +872,76 @@ class FakeSlack:
             raise _SlackError("file_not_found")
         if f.obj.get("mode") == "tombstone":
             raise _SlackError("file_deleted")
-        return {"file": json.loads(json.dumps(f.obj)), "comments": [], "response_metadata": {"next_cursor": ""}}
+        return {"file": _copy(f.obj), "comments": [], "response_metadata": {"next_cursor": ""}}
 
     def _m_conversations_replies(self, p: dict[str, Any]) -> dict[str, Any]:
-        """[root, replies…] with `limit` (default 1000) and cursors; later pages omit the root."""
+        """[root, replies…] with `limit` (default 1000) and cursors; continuation pages omit the root."""
         ch = self._readable(p.get("channel"))
         root = self._find(ch.id, str(p.get("ts", "")))
         if root is None:
             raise _SlackError("thread_not_found")
-        msgs = [root] if root.thread_ts is not None else [root, *self._replies(root)]
-        start = self._cursor_index(p.get("cursor"), msgs) if p.get("cursor") else 0
-        limit = self._limit(p, REPLIES_DEFAULT_LIMIT)
-        page = msgs[start:start + limit]
-        more = start + limit < len(msgs)
-        out: dict[str, Any] = {"messages": [self._api_message(m) for m in page], "has_more": more}
-        if more:
-            out["response_metadata"] = {"next_cursor": self._cursor(msgs[start + limit])}
-        return out
+        return self._page([root] if root.thread_ts else [root, *self._replies(root)], p, REPLIES_DEFAULT_LIMIT)
 
     def _m_conversations_history(self, p: dict[str, Any]) -> dict[str, Any]:
-        """Top-level messages only, newest first; `latest`/`oldest` exclusive unless `inclusive`."""
+        """Channel-level messages only, newest first; `latest`/`oldest` exclusive unless `inclusive`."""
         ch = self._readable(p.get("channel"))
         inclusive = str(p.get("inclusive", "")).lower() in ("1", "true")
         latest, oldest = float(p.get("latest") or "inf"), float(p.get("oldest") or 0)
 
-        def in_range(m: _Msg) -> bool:
-            t = float(m.ts)
+        def in_range(t: float) -> bool:
             return (oldest <= t <= latest) if inclusive else (oldest < t < latest)
 
-        msgs = [m for m in reversed(self._messages[ch.id]) if m.thread_ts is None and in_range(m)]
-        start = self._cursor_index(p.get("cursor"), msgs) if p.get("cursor") else 0
-        limit = self._limit(p, HISTORY_DEFAULT_LIMIT)
-        more = start + limit < len(msgs)
-        return {"messages": [self._api_message(m) for m in msgs[start:start + limit]], "has_more": more,
-                "pin_count": 0, "response_metadata": {"next_cursor": self._cursor(msgs[start + limit]) if more else ""}}
+        msgs = [m for m in reversed(self._messages[ch.id]) if m.in_channel and in_range(float(m.ts))]
+        return {**self._page(msgs, p, HISTORY_DEFAULT_LIMIT), "pin_count": 0}
 
     def _m_users_info(self, p: dict[str, Any]) -> dict[str, Any]:
         """`locale` only with `include_locale=true`, as in real Slack."""
         user = self._users.get(str(p.get("user", "")))
         if user is None:
             raise _SlackError("user_not_found")
-        out = dict(user)
-        if str(p.get("include_locale", "")).lower() not in ("1", "true"):
-            out.pop("locale")
-        return {"user": out}
+        with_locale = str(p.get("include_locale", "")).lower() in ("1", "true")
+        return {"user": {k: v for k, v in user.items() if with_locale or k != "locale"}}
 
     def _m_files_getUploadURLExternal(self, p: dict[str, Any]) -> dict[str, Any]:
         if not p.get("filename") or not str(p.get("length", "")).isdigit():
-            raise _SlackError("invalid_arguments", response_metadata={"messages": ["filename and length required"]})
+            raise _SlackError.invalid("missing required field: filename or length")
         fid = self._new_file_id()
-        self._pending_uploads[fid] = {"filename": p["filename"], "length": int(p["length"]), "data": None,
-                                      "alt_txt": p.get("alt_txt")}
+        self._pending_uploads[fid] = {"filename": p["filename"], "length": int(p["length"]), "data": None}
         return {"upload_url": f"{self.base_url}/upload/v1/{fid}", "file_id": fid}
 
     def _m_files_completeUploadExternal(self, p: dict[str, Any]) -> dict[str, Any]:
         """Unknown, not-yet-uploaded or already-completed ids -> `file_not_found` ("Could not find the file from
-        the upload ticket"). With `channel_id`/`channels` the bot posts a file message (in `thread_ts`)."""
+        the upload ticket"). With `channel_id`/`channels` the bot posts one file message (in `thread_ts`).
+        The response's `shares` are empty: real Slack shares asynchronously (files.info shows them later)."""
         items = p.get("files")
-        if not isinstance(items, list) or not items:
-            raise _SlackError("invalid_arguments", response_metadata={"messages": ["files required"]})
-        for item in items:
-            pending = self._pending_uploads.get(str(item.get("id")))
-            if pending is None or pending["data"] is None:
-                raise _SlackError("file_not_found")
-        channels = [c for c in str(p.get("channels") or "").split(",") if c] or (
-            [p["channel_id"]] if p.get("channel_id") else [])
-        chans = [self._writable(c) for c in channels]
+        if not isinstance(items, list) or not items or not all(isinstance(i, dict) for i in items):
+            raise _SlackError.invalid("files must be a JSON array of {id, title}")
+        if any((self._pending_uploads.get(str(i.get("id"))) or {}).get("data") is None for i in items):
+            raise _SlackError("file_not_found")
+        names = [c for c in str(p.get("channels") or p.get("channel_id") or "").split(",") if c]
+        chans = [self._writable(c) for c in names]
         thread_ts = p.get("thread_ts") or None
         for ch in chans:
             if thread_ts:
                 self._thread_root(ch.id, thread_ts)
-        out, fids = [], []
+        out = []
         for item in items:
-            pending = self._pending_uploads.pop(item["id"])
-            name = pending["filename"]
+            up = self._pending_uploads.pop(item["id"])
+            name, title = up["filename"], item.get("title") or up["filename"]
+            kind = name.rsplit(".", 1)[-1].lower() if "." in name else "binary"
             mime = mimetypes.guess_type(name)[0] or "application/octet-stream"
-            ext = name.rsplit(".", 1)[-1].lower() if "." in name else "binary"
-            obj = self._host_file(item["id"], name=name, content=pending["data"], mimetype=mime, filetype=ext,
-                                  user=self.bot_user_id, title=item.get("title") or name)
-            out.append({**obj, "shares": {}})  # sharing is asynchronous in real Slack
-            fids.append(item["id"])
+            self.add_file(
+                name=name,
+                content=up["data"],
+                mimetype=mime,
+                filetype=kind,
+                user=self.bot_user_id,
+                id=item["id"],
+                title=title,
+            )
+            out.append({**self._file_view(item["id"], full=True), "shares": {}})
         for ch in chans:
-            msg = self._bot_post(ch, str(p.get("initial_comment") or ""), [], thread_ts, files=fids)
-            for fid in fids:
-                self._share(fid, msg)
+            self._bot_post(ch, str(p.get("initial_comment") or ""), [], thread_ts, files=[i["id"] for i in items])
         return {"files": out}
 
     # ------------------------------------------------------------------ internals
@@ -889,15 +950,20 @@ class FakeSlack:
         micros = self._seq["ts"] * 100
         return f"{1700000000 + micros // 1_000_000}.{micros % 1_000_000:06d}"
 
+    def _new_file_id(self) -> str:
+        self._seq["file"] += 1
+        return f"F{self._seq['file']:08d}"
+
     def _envelope(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Wrap an event in a full event_callback body (recorded in `events`)."""
         self._seq["event"] += 1
-        env = {"token": "fake-verification-token", "team_id": self.team_id, "context_team_id": self.team_id,
-               "context_enterprise_id": None, "api_app_id": self.app_id, "event": event, "type": "event_callback",
-               "event_id": f"Ev{self._seq['event']:04d}FAKE", "event_time": int(time.time()),
-               "authorizations": [{"enterprise_id": None, "team_id": self.team_id, "user_id": self.bot_user_id,
-                                   "is_bot": True, "is_enterprise_install": False}],
-               "is_ext_shared_channel": False,
-               "event_context": "4-" + base64.b64encode(json.dumps({"ch": event.get("channel")}).encode()).decode()}
+        authorization = {"enterprise_id": None, "team_id": self.team_id, "user_id": self.bot_user_id}
+        authorization.update(is_bot=True, is_enterprise_install=False)
+        context = "4-" + base64.b64encode(json.dumps({"ch": event.get("channel")}).encode()).decode()
+        env = {"token": "fake-verification-token", "team_id": self.team_id, "context_team_id": self.team_id}
+        env.update(context_enterprise_id=None, api_app_id=self.app_id, event=event, type="event_callback")
+        env.update(event_id=f"Ev{self._seq['event']:04d}FAKE", event_time=int(time.time()))
+        env.update(authorizations=[authorization], is_ext_shared_channel=False, event_context=context)
         self.events.append(env)
         return env
 
@@ -931,19 +997,15 @@ class FakeSlack:
 
     def _store(self, msg: _Msg) -> None:
         self._messages[msg.channel].append(msg)
-        for fid in msg.files:
-            self._share(fid, msg)
-
-    def _share(self, fid: str, msg: _Msg) -> None:
-        obj, ch = self._files[fid].obj, self._channels[msg.channel]
+        ch = self._channels[msg.channel]
         kind = "private" if ch.is_im or ch.id.startswith("G") else "public"
-        share = {"ts": msg.ts, "channel_name": ch.id.lower(), "team_id": self.team_id, "share_user_id": msg.user}
-        if msg.thread_ts:
-            share["thread_ts"] = msg.thread_ts
-        obj["shares"].setdefault(kind, {}).setdefault(ch.id, []).append(share)
-        bucket = obj["ims"] if ch.is_im else obj["groups"] if kind == "private" else obj["channels"]
-        if ch.id not in bucket:
-            bucket.append(ch.id)
+        for fid in msg.files:
+            obj = self._files[fid].obj
+            share = {"ts": msg.ts, "channel_name": ch.id.lower(), "team_id": self.team_id, "share_user_id": msg.user}
+            share.update({"thread_ts": msg.thread_ts} if msg.thread_ts else {})
+            obj["shares"].setdefault(kind, {}).setdefault(ch.id, []).append(share)
+            bucket = obj["ims"] if ch.is_im else obj["groups"] if kind == "private" else obj["channels"]
+            bucket.extend([] if ch.id in bucket else [ch.id])
 
     def _content(self, p: dict[str, Any], *, truncate: bool) -> tuple[str, list[dict[str, Any]]]:
         md, text, blocks = p.get("markdown_text"), p.get("text"), p.get("blocks")
@@ -957,17 +1019,23 @@ class FakeSlack:
         if not text and not checked and not p.get("attachments"):
             raise _SlackError("no_text")
         text = str(text or "")
-        if len(text) > TEXT_TRUNCATE_CHARS:
-            if not truncate:
-                raise _SlackError("msg_too_long")
-            text = text[:TEXT_TRUNCATE_CHARS]
-        return text, checked
+        if len(text) > TEXT_TRUNCATE_CHARS and not truncate:
+            raise _SlackError("msg_too_long")  # chat.update refuses; chat.postMessage truncates
+        return text[:TEXT_TRUNCATE_CHARS], checked
 
-    def _bot_post(self, ch: _Channel, text: str, blocks: list[dict[str, Any]], thread_ts: str | None,
-                  files: list[str] | None = None) -> _Msg:
-        msg = _Msg(ch.id, self._next_ts(), self.bot_user_id, True, text, blocks, list(files or []), thread_ts,
-                   "file_share" if files else None, bool(files))
-        self._messages[ch.id].append(msg)
+    def _bot_post(
+        self,
+        ch: _Channel,
+        text: str,
+        blocks: list[dict[str, Any]],
+        thread_ts: str | None,
+        *,
+        files: list[str] | None = None,
+        subtype: str | None = None,
+    ) -> _Msg:
+        msg = _Msg(ch.id, self._next_ts(), self.bot_user_id, True, text, blocks, list(files or []), thread_ts)
+        msg.subtype = "file_share" if files else subtype
+        self._store(msg)
         if thread_ts:
             self._bot_replied(ch.id, thread_ts)
         self._echo(self._message_event(msg))
@@ -991,28 +1059,26 @@ class FakeSlack:
         return msg
 
     def _is_streaming(self, msg: _Msg) -> bool:
-        return (msg.stream_started is not None and not msg.stream_stopped
-                and asyncio.get_running_loop().time() - msg.stream_started < self.stream_ttl_s)
+        if msg.stream_started is None or msg.stream_stopped:
+            return False
+        return asyncio.get_running_loop().time() - msg.stream_started < self.stream_ttl_s
 
     def _apply_chunks(self, msg: _Msg, p: dict[str, Any]) -> None:
-        """Validate then apply `markdown_text` and `chunks` (≤12,000 markdown chars per call)."""
-        chunks = p.get("chunks") or []
-        if not isinstance(chunks, list):
-            raise _SlackError("invalid_arguments", response_metadata={"messages": ["chunks must be an array"]})
-        md = str(p.get("markdown_text") or "")
-        total = len(md)
+        """Validate, then apply `markdown_text` and `chunks` (≤12,000 markdown chars per call). task_update:
+        title/status replace, details append (as observed on real Slack)."""
+        chunks, md = p.get("chunks") or [], str(p.get("markdown_text") or "")
+        if not isinstance(chunks, list) or not all(isinstance(c, dict) for c in chunks):
+            raise _SlackError.invalid("chunks must be an array of objects")
         for c in chunks:
-            kind = c.get("type") if isinstance(c, dict) else None
-            ok = {"markdown_text": lambda c: isinstance(c.get("text"), str),
-                  "task_update": lambda c: bool(c.get("id")) and bool(c.get("title"))
-                  and c.get("status") in _TASK_STATUSES,
-                  "plan_update": lambda c: isinstance(c.get("title"), str),
-                  "blocks": lambda c: isinstance(c.get("blocks"), list)}.get(str(kind))
-            if ok is None or not ok(c):
-                raise _SlackError("invalid_arguments", response_metadata={"messages": [f"invalid chunk {c!r}"[:200]]})
-            if kind == "markdown_text":
-                total += len(c["text"])
-        if total > MARKDOWN_LIMIT_CHARS:
+            valid = {
+                "markdown_text": isinstance(c.get("text"), str),
+                "task_update": bool(c.get("id") and c.get("title")) and c.get("status") in _TASK_STATUSES,
+                "plan_update": isinstance(c.get("title"), str),
+                "blocks": isinstance(c.get("blocks"), list),
+            }.get(str(c.get("type")), False)
+            if not valid:
+                raise _SlackError.invalid(f"invalid chunk {c!r}"[:200])
+        if len(md) + sum(len(c["text"]) for c in chunks if c["type"] == "markdown_text") > MARKDOWN_LIMIT_CHARS:
             raise _SlackError("msg_too_long")
         msg.text += md
         for c in chunks:
@@ -1024,77 +1090,88 @@ class FakeSlack:
                 task = next((t for t in msg.tasks if t["id"] == c["id"]), None)
                 if task is None:
                     msg.tasks.append(dict(c))
-                else:  # title/status replace, details append
+                else:
                     details = task.get("details", "") + c.get("details", "")
-                    task.update(c)
-                    if details:
-                        task["details"] = details
+                    task.update(c, **({"details": details} if details else {}))
 
-    def _file_view(self, fid: str) -> dict[str, Any]:
+    def _file_view(self, fid: str, *, full: bool = False) -> dict[str, Any]:
         f = self._files[fid]
-        if f.stub:
+        if f.stub and not full:
             return {"id": fid, "mode": "hosted", "file_access": "check_file_info"}
-        return json.loads(json.dumps(f.obj))
+        return _copy(f.obj)
 
     def _api_message(self, m: _Msg) -> dict[str, Any]:
         """A message as conversations.history/replies and chat.* responses show it."""
         d: dict[str, Any] = {"type": "message", "user": m.user, "text": m.text, "ts": m.ts, "team": self.team_id}
         if m.bot:
-            d.update(bot_id=self.bot_id, app_id=self.app_id, bot_profile={
-                "id": self.bot_id, "app_id": self.app_id, "name": "csv-analyst", "icons": {}, "deleted": False,
-                "updated": 1700000000, "team_id": self.team_id})
+            profile = {"id": self.bot_id, "app_id": self.app_id, "name": "csv-analyst", "icons": {}, "deleted": False}
+            d.update(bot_id=self.bot_id, app_id=self.app_id, bot_profile={**profile, "team_id": self.team_id})
         elif m.client_msg_id:
             d["client_msg_id"] = m.client_msg_id
-        if m.subtype:
-            d["subtype"] = m.subtype
-        if m.blocks:
-            d["blocks"] = m.blocks
+        d.update({"subtype": m.subtype} if m.subtype else {})
+        d.update({"blocks": m.blocks} if m.blocks else {})
         if m.files:
-            d.update(files=[self._file_view(f) for f in m.files], upload=m.upload, display_as_bot=False)
+            d.update(files=[self._file_view(f) for f in m.files], upload=m.bot, display_as_bot=False)
         if m.thread_ts:
             root = self._find(m.channel, m.thread_ts)
             d.update(thread_ts=m.thread_ts, parent_user_id=root.user if root else None)
         elif replies := self._replies(m):
             users = list(dict.fromkeys(r.user for r in replies))
-            d.update(thread_ts=m.ts, reply_count=len(replies), reply_users=users, reply_users_count=len(users),
-                     latest_reply=replies[-1].ts)
-        if m.edited:
-            d["edited"] = m.edited
+            d.update(thread_ts=m.ts, reply_count=len(replies), reply_users=users, reply_users_count=len(users))
+            d["latest_reply"] = replies[-1].ts
+        d.update({"edited": m.edited} if m.edited else {})
         if m.reactions:
             d["reactions"] = [{"name": k, "users": v, "count": len(v)} for k, v in m.reactions.items()]
         return d
 
     def _message_event(self, m: _Msg) -> dict[str, Any]:
-        ev = self._api_message(m)
-        for key in ("reply_count", "reply_users", "reply_users_count", "latest_reply", "reactions"):
-            ev.pop(key, None)
+        """A `message` event: the API shape minus thread bookkeeping, plus channel/event_ts/channel_type."""
+        ev = {k: v for k, v in self._api_message(m).items() if k not in _THREAD_FIELDS}
         if m.thread_ts is None:
             ev.pop("thread_ts", None)
         return {**ev, "channel": m.channel, "event_ts": m.ts, "channel_type": self._channels[m.channel].type}
 
     def _echo_changed(self, msg: _Msg, before: dict[str, Any]) -> None:
-        ts = self._next_ts()
-        self._echo({"type": "message", "subtype": "message_changed", "message": self._api_message(msg),
-                    "previous_message": before, "channel": msg.channel, "hidden": True, "ts": ts, "event_ts": ts,
-                    "channel_type": self._channels[msg.channel].type})
+        ts, kind = self._next_ts(), self._channels[msg.channel].type
+        ev = {"type": "message", "subtype": "message_changed", "message": self._api_message(msg), "hidden": True}
+        self._echo(
+            {**ev, "previous_message": before, "channel": msg.channel, "ts": ts, "event_ts": ts, "channel_type": kind}
+        )
 
     def _visible(self, m: _Msg) -> VisibleMessage:
-        return VisibleMessage(m.ts, m.user, m.bot, m.text, [self._file_view(f) for f in m.files], list(m.blocks),
-                              self._is_streaming(m), m.thread_ts, [dict(t) for t in m.tasks], sorted(m.reactions))
+        files = [self._file_view(f) for f in m.files]
+        tasks, broadcast = [dict(t) for t in m.tasks], m.subtype == "thread_broadcast"
+        streaming = self._is_streaming(m)
+        return VisibleMessage(
+            m.ts,
+            m.user,
+            m.bot,
+            m.text,
+            files,
+            list(m.blocks),
+            streaming,
+            m.thread_ts,
+            tasks,
+            sorted(m.reactions),
+            broadcast,
+        )
 
-    @staticmethod
-    def _limit(p: dict[str, Any], default: int) -> int:
+    def _page(self, msgs: list[_Msg], p: dict[str, Any], default_limit: int) -> dict[str, Any]:
+        """One page of `msgs` by `limit`/`cursor`; cursors look like Slack's base64 "next_ts:…"."""
+
+        def cursor(m: _Msg) -> str:
+            return base64.b64encode(f"next_ts:{m.ts.replace('.', '')}".encode()).decode()
+
+        start = 0
+        if p.get("cursor"):
+            start = next((i for i, m in enumerate(msgs) if cursor(m) == p["cursor"]), -1)
+            if start < 0:
+                raise _SlackError("invalid_cursor")
         try:
-            return max(1, min(int(p.get("limit") or default), 1000))
+            limit = max(1, min(int(p.get("limit") or default_limit), 1000))
         except ValueError as exc:
             raise _SlackError("invalid_limit") from exc
-
-    @staticmethod
-    def _cursor(m: _Msg) -> str:
-        return base64.b64encode(f"next_ts:{m.ts.replace('.', '')}".encode()).decode()
-
-    def _cursor_index(self, cursor: Any, msgs: list[_Msg]) -> int:
-        for i, m in enumerate(msgs):
-            if self._cursor(m) == cursor:
-                return i
-        raise _SlackError("invalid_cursor")
+        more = start + limit < len(msgs)
+        next_cursor = cursor(msgs[start + limit]) if more else ""
+        page = [self._api_message(m) for m in msgs[start : start + limit]]
+        return {"messages": page, "has_more": more, "response_metadata": {"next_cursor": next_cursor}}

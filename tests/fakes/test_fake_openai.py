@@ -10,12 +10,15 @@ import aiohttp
 import openai
 import pytest
 from openai import AsyncOpenAI
+from openai.types import FileObject
+from openai.types.containers import FileRetrieveResponse
+from openai.types.conversations import Conversation, ConversationItem
+from openai.types.responses import Response, ResponseStreamEvent
+from pydantic import TypeAdapter
 
 from tests.fakes.openai_fake import FakeOpenAI, GeneratedFile, Script
 
-PNG = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII="
-)
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=")
 CSV = b"region,sales\nnorth,10\nsouth,7\n"
 MODEL = "gpt-5.1"
 
@@ -84,9 +87,7 @@ async def test_file_upload_limits(oai: FakeOpenAI, client: AsyncOpenAI) -> None:
 
 
 async def test_conversations_and_items(client: AsyncOpenAI) -> None:
-    conv = await client.conversations.create(
-        metadata={"channel": "C1"}, items=[{"role": "user", "content": "first"}]
-    )
+    conv = await client.conversations.create(metadata={"channel": "C1"}, items=[{"role": "user", "content": "first"}])
     assert conv.id.startswith("conv_") and conv.metadata == {"channel": "C1"}
     assert (await client.conversations.retrieve(conv.id)).id == conv.id
     updated = await client.conversations.update(conv.id, metadata={"channel": "C2"})
@@ -153,7 +154,8 @@ async def test_containers_and_expiry(oai: FakeOpenAI, client: AsyncOpenAI) -> No
     assert not oai.scripts and oai.conversations[conv_id]["items"] == []
     with pytest.raises(openai.NotFoundError):
         await client.containers.retrieve("cntr_missing")
-    assert (await client.containers.delete(container_id)) is None or container_id not in oai.containers
+    await client.containers.delete(container_id)
+    assert container_id not in oai.containers
 
 
 async def test_stream_raw_events_in_real_order(oai: FakeOpenAI, client: AsyncOpenAI) -> None:
@@ -194,7 +196,8 @@ async def test_stream_raw_events_in_real_order(oai: FakeOpenAI, client: AsyncOpe
         "response.output_item.done",
         "response.completed",
     ]
-    assert kinds.count("response.output_text.delta") > 2
+    deltas = [e for e in events if e.type == "response.output_text.delta"]
+    assert len(deltas) > 2 and all(e.to_dict().get("obfuscation") for e in deltas)
     annotation = next(e for e in events if e.type == "response.output_text.annotation.added").annotation
     final = events[-1].response  # type: ignore[union-attr]
     text = final.output_text
@@ -226,10 +229,12 @@ async def test_stream_helper_and_outputs_only_when_included(oai: FakeOpenAI, cli
         input="Plot it",
         conversation=conv_id,
         tools=[{"type": "code_interpreter", "container": container_id}],
+        stream_options={"include_obfuscation": False},
     ) as stream:
-        snapshots = [e.snapshot async for e in stream if e.type == "response.output_text.delta"]
+        deltas = [e async for e in stream if e.type == "response.output_text.delta"]
         final = await stream.get_final_response()
-    assert snapshots[-1] == final.output_text
+    assert deltas[-1].snapshot == final.output_text
+    assert not any("obfuscation" in e.to_dict() for e in deltas)
     assert final.output_text.endswith("[chart.png](sandbox:/mnt/data/chart.png)")
     call = final.output[1]
     assert call.type == "code_interpreter_call" and call.outputs is None
@@ -396,3 +401,34 @@ async def test_response_validation_and_cancel(oai: FakeOpenAI, client: AsyncOpen
     cancelled = await client.responses.cancel(queued.id)
     assert cancelled.status == "cancelled" and oai.active_streams == 0
     assert [i.type async for i in client.responses.input_items.list(first.id)] == ["message"]
+
+
+async def test_shapes_validate_strictly_against_sdk_types(oai: FakeOpenAI, client: AsyncOpenAI) -> None:
+    """The SDK parses leniently; validating with pydantic catches missing or mistyped fields."""
+    _, conv_id, container_id = await _session(client)
+    oai.scripts.append(_code_script())
+    stream = await client.responses.create(
+        model=MODEL,
+        input="Plot it",
+        conversation=conv_id,
+        tools=[{"type": "code_interpreter", "container": container_id}],
+        include=["code_interpreter_call.outputs"],
+        stream=True,
+    )
+    events = TypeAdapter(ResponseStreamEvent)
+    async for event in stream:
+        validated = events.validate_python(event.to_dict())
+        assert type(validated).__name__ == type(event).__name__
+    for response in oai.responses.values():
+        Response.model_validate(response)
+    for record in oai.files.values():
+        FileObject.model_validate(record["object"])
+    items = TypeAdapter(ConversationItem)
+    for conversation in oai.conversations.values():
+        Conversation.model_validate(conversation["object"])
+        for item in conversation["items"]:
+            items.validate_python(item)
+    for container in oai.containers.values():
+        openai.types.ContainerRetrieveResponse.model_validate(container["object"])
+        for cfile in container["files"].values():
+            FileRetrieveResponse.model_validate(cfile["object"])

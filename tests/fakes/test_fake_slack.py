@@ -54,8 +54,10 @@ class Receiver:
     async def handle(self, request: web.Request) -> web.Response:
         raw = await request.read()
         valid = SignatureVerifier(self.secret).is_valid(
-            body=raw, timestamp=request.headers["X-Slack-Request-Timestamp"],
-            signature=request.headers["X-Slack-Signature"])
+            body=raw,
+            timestamp=request.headers["X-Slack-Request-Timestamp"],
+            signature=request.headers["X-Slack-Signature"],
+        )
         self.requests.append((dict(request.headers), json.loads(raw), valid))
         status, delay = self.script.pop(0) if self.script else (200, 0.0)
         await asyncio.sleep(delay)
@@ -96,14 +98,19 @@ async def test_auth_test_and_token_checks(slack: FakeSlack, client: AsyncWebClie
     app_level = AsyncWebClient(token=slack.app_token, base_url=slack.api_url)
     assert (await api_error(app_level.auth_test())).response["error"] == "not_allowed_token_type"
     assert (await api_error(client.apps_connections_open(app_token=slack.bot_token))).response[
-        "error"] == "not_allowed_token_type"
+        "error"
+    ] == "not_allowed_token_type"
     assert (await api_error(client.api_call("nope.nothing"))).response["error"] == "unknown_method"
 
 
 async def test_post_message_threads_and_errors(slack: FakeSlack, client: AsyncWebClient) -> None:
     root = await slack.user_posts(channel="C1", text="hello", deliver=False)
-    resp = await client.chat_postMessage(channel="C1", thread_ts=root["ts"], text="reply",
-                                         blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": "*reply*"}}])
+    resp = await client.chat_postMessage(
+        channel="C1",
+        thread_ts=root["ts"],
+        text="reply",
+        blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": "*reply*"}}],
+    )
     assert resp["message"]["bot_id"] == "B1" and resp["message"]["thread_ts"] == root["ts"]
     assert [(m.user, m.text) for m in slack.thread("C1", root["ts"])] == [("U1", "hello"), ("UBOT", "reply")]
     assert [m.ts for m in slack.channel_root_messages("C1")] == [root["ts"]]
@@ -120,10 +127,16 @@ async def test_post_message_threads_and_errors(slack: FakeSlack, client: AsyncWe
         ({"channel": "C1", "markdown_text": "x" * 12_001}, "msg_too_long"),
         ({"channel": "C1", "text": "x", "blocks": [{"type": "divider"}] * 51}, "invalid_blocks"),
     ]
-    for kwargs, error in cases:
-        assert (await api_error(client.chat_postMessage(**kwargs))).response["error"] == error, kwargs
-    ok = await client.chat_postMessage(channel="C1", thread_ts=root["ts"], markdown_text="**bold**")
+    for kwargs, error in cases:  # api_call: the SDK itself warns about some of these before sending
+        assert (await api_error(client.api_call("chat.postMessage", json=kwargs))).response["error"] == error, kwargs
+    ok = await client.api_call(
+        "chat.postMessage", json={"channel": "C1", "thread_ts": root["ts"], "markdown_text": "**bold**"}
+    )
     assert ok["message"]["text"] == "**bold**"
+    await client.chat_postMessage(channel="C1", thread_ts=root["ts"], text="loud", reply_broadcast=True)
+    assert [m.text for m in slack.channel_root_messages("C1")] == ["hello", "loud"]
+    with pytest.raises(RuntimeError, match="no transport"):
+        await slack.user_posts(channel="C1", text="nobody listens")
 
 
 async def test_chat_update_only_own_messages(slack: FakeSlack, client: AsyncWebClient) -> None:
@@ -132,9 +145,11 @@ async def test_chat_update_only_own_messages(slack: FakeSlack, client: AsyncWebC
     updated = await client.chat_update(channel="C1", ts=own["ts"], text="final")
     assert updated["text"] == "final" and slack.thread("C1", root["ts"])[1].text == "final"
     assert (await api_error(client.chat_update(channel="C1", ts=root["ts"], text="x"))).response[
-        "error"] == "cant_update_message"
+        "error"
+    ] == "cant_update_message"
     assert (await api_error(client.chat_update(channel="C1", ts="1.2", text="x"))).response[
-        "error"] == "message_not_found"
+        "error"
+    ] == "message_not_found"
 
 
 async def test_replies_pagination_and_history(slack: FakeSlack, client: AsyncWebClient) -> None:
@@ -154,7 +169,8 @@ async def test_replies_pagination_and_history(slack: FakeSlack, client: AsyncWeb
         cursor = page.get("response_metadata", {}).get("next_cursor", "")
     assert texts == ["r1", "r2", "r3"]  # continuation pages omit the parent
     assert (await api_error(client.conversations_replies(channel="C1", ts="1.5"))).response[
-        "error"] == "thread_not_found"
+        "error"
+    ] == "thread_not_found"
 
     hist = await client.conversations_history(channel="C1")
     assert [m["text"] for m in hist["messages"]] == ["later", "root"]
@@ -174,10 +190,12 @@ async def test_reactions_and_status(slack: FakeSlack, client: AsyncWebClient) ->
     root = await slack.user_posts(channel="C1", text="hi", deliver=False)
     await client.reactions_add(channel="C1", timestamp=root["ts"], name="eyes")
     assert (await api_error(client.reactions_add(channel="C1", timestamp=root["ts"], name="eyes"))).response[
-        "error"] == "already_reacted"
-    assert slack.thread("C1", root["ts"]) == [] and slack.channel_root_messages("C1")[0].reactions == ["eyes"]
-    await client.assistant_threads_setStatus(channel_id="C1", thread_ts=root["ts"], status="is reading…",
-                                             loading_messages=["a", "b"])
+        "error"
+    ] == "already_reacted"
+    assert slack.thread("C1", root["ts"])[0].reactions == ["eyes"] and slack.thread("C1", "1.0") == []
+    await client.assistant_threads_setStatus(
+        channel_id="C1", thread_ts=root["ts"], status="is reading…", loading_messages=["a", "b"]
+    )
     assert slack.status("C1", root["ts"]) == "is reading…"
     assert slack.calls_to("assistant.threads.setStatus")[0].params["loading_messages"] == ["a", "b"]
     await client.chat_postMessage(channel="C1", thread_ts=root["ts"], text="done")
@@ -195,8 +213,11 @@ async def test_rate_limit_injection(slack: FakeSlack, client: AsyncWebClient) ->
     assert (await api_error(client.conversations_history(channel="C1"))).response["error"] == "internal_error"
 
     slack.fail_next("auth.test", status=429, retry_after=0)
-    patient = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url,
-                             retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=1)])
+    patient = AsyncWebClient(
+        token=slack.bot_token,
+        base_url=slack.api_url,
+        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=1)],
+    )
     assert (await patient.auth_test())["ok"] is True
     assert len(slack.calls_to("auth.test")) == 2
 
@@ -207,8 +228,9 @@ async def test_rate_limit_injection(slack: FakeSlack, client: AsyncWebClient) ->
 async def test_chat_stream_helper_in_channel_thread(slack: FakeSlack, client: AsyncWebClient) -> None:
     root = await slack.user_posts(channel="C1", text=MENTION, deliver=False)
     await client.assistant_threads_setStatus(channel_id="C1", thread_ts=root["ts"], status="is thinking…")
-    stream = await client.chat_stream(channel="C1", thread_ts=root["ts"], recipient_team_id="T1",
-                                      recipient_user_id="U1", buffer_size=5)
+    stream = await client.chat_stream(
+        channel="C1", thread_ts=root["ts"], recipient_team_id="T1", recipient_user_id="U1", buffer_size=5
+    )
     await stream.append(markdown_text="Hello ")
     reply = slack.thread("C1", root["ts"])[1]
     assert reply.streaming and reply.text == "Hello " and reply.bot
@@ -231,8 +253,9 @@ async def test_stream_recipients_and_limits(slack: FakeSlack, client: AsyncWebCl
     root = await slack.user_posts(channel="C1", text="q", deliver=False)
     missing_team = await api_error(client.chat_startStream(channel="C1", thread_ts=root["ts"], markdown_text="x"))
     assert missing_team.response["error"] == "missing_recipient_team_id"
-    missing_user = await api_error(client.chat_startStream(channel="C1", thread_ts=root["ts"],
-                                                           recipient_team_id="T1", markdown_text="x"))
+    missing_user = await api_error(
+        client.chat_startStream(channel="C1", thread_ts=root["ts"], recipient_team_id="T1", markdown_text="x")
+    )
     assert missing_user.response["error"] == "missing_recipient_user_id"
     dm_root = await slack.user_posts(channel="D1", text="q", deliver=False)
     started = await client.chat_startStream(channel="D1", thread_ts=dm_root["ts"], markdown_text="ok")
@@ -246,12 +269,15 @@ async def test_stream_expires(client: AsyncWebClient) -> None:
     async with FakeSlack(stream_ttl_s=0.2) as slack:
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
         root = await slack.user_posts(channel="C1", text="q", deliver=False)
-        started = await client.chat_startStream(channel="C1", thread_ts=root["ts"], recipient_team_id="T1",
-                                                recipient_user_id="U1", markdown_text="partial")
+        started = await client.chat_startStream(
+            channel="C1", thread_ts=root["ts"], recipient_team_id="T1", recipient_user_id="U1", markdown_text="partial"
+        )
         await client.chat_appendStream(channel="C1", ts=started["ts"], markdown_text=" answer")
         await slack.wait_for(lambda: not slack.thread("C1", root["ts"])[1].streaming, timeout=2)
-        for call in (client.chat_appendStream(channel="C1", ts=started["ts"], markdown_text="late"),
-                     client.chat_stopStream(channel="C1", ts=started["ts"])):
+        for call in (
+            client.chat_appendStream(channel="C1", ts=started["ts"], markdown_text="late"),
+            client.chat_stopStream(channel="C1", ts=started["ts"]),
+        ):
             assert (await api_error(call)).response["error"] == "message_not_in_streaming_state"
         await client.chat_update(channel="C1", ts=started["ts"], text="partial answer (complete)")
         assert slack.thread("C1", root["ts"])[1].text == "partial answer (complete)"
@@ -290,9 +316,14 @@ async def test_file_hosting_and_sign_in_page(slack: FakeSlack, client: AsyncWebC
 async def test_files_upload_v2_into_thread(slack: FakeSlack, client: AsyncWebClient) -> None:
     root = await slack.user_posts(channel="C1", text="chart please", deliver=False)
     await client.assistant_threads_setStatus(channel_id="C1", thread_ts=root["ts"], status="is drawing…")
-    resp = await client.files_upload_v2(channel="C1", thread_ts=root["ts"], content=b"\x89PNG fake",
-                                        filename="chart.png", title="Revenue by month",
-                                        initial_comment="Revenue by month")
+    resp = await client.files_upload_v2(
+        channel="C1",
+        thread_ts=root["ts"],
+        content=b"\x89PNG fake",
+        filename="chart.png",
+        title="Revenue by month",
+        initial_comment="Revenue by month",
+    )
     assert resp["file"]["title"] == "Revenue by month" and resp["file"]["mimetype"] == "image/png"
     reply = slack.thread("C1", root["ts"])[1]
     assert reply.bot and reply.text == "Revenue by month" and reply.files[0]["id"] == resp["file"]["id"]
@@ -300,8 +331,10 @@ async def test_files_upload_v2_into_thread(slack: FakeSlack, client: AsyncWebCli
     assert slack.file_uploads()[0].params["received_length"] == 9
     info = await client.files_info(file=resp["file"]["id"])
     assert info["file"]["shares"]["public"]["C1"][0]["thread_ts"] == root["ts"]
-    async with aiohttp.ClientSession() as http, http.get(
-            info["file"]["url_private_download"], headers={"Authorization": f"Bearer {slack.bot_token}"}) as got:
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(info["file"]["url_private_download"], headers={"Authorization": f"Bearer {slack.bot_token}"}) as got,
+    ):
         assert await got.read() == b"\x89PNG fake"
 
     err = await api_error(client.files_completeUploadExternal(files=[{"id": "F404", "title": "x"}]))
@@ -309,10 +342,11 @@ async def test_files_upload_v2_into_thread(slack: FakeSlack, client: AsyncWebCli
     ticket = await client.files_getUploadURLExternal(filename="a.png", length=3)
     not_uploaded = await api_error(client.files_completeUploadExternal(files=[{"id": ticket["file_id"]}]))
     assert not_uploaded.response["error"] == "file_not_found"
+    twice = await api_error(client.files_completeUploadExternal(files=[{"id": resp["file"]["id"]}]))
+    assert twice.response["error"] == "file_not_found"
 
 
-async def test_stub_files_and_external_files(slack: FakeSlack, client: AsyncWebClient,
-                                             receiver: Receiver) -> None:
+async def test_stub_files_and_external_files(slack: FakeSlack, client: AsyncWebClient, receiver: Receiver) -> None:
     stub = slack.add_file(name="s.csv", content=b"a\n1\n", stub=True)
     external = slack.add_file(name="sheet.csv", content=b"", mode="external", external_type="gdrive")
     assert external["is_external"] and "url_private_download" not in external
@@ -334,12 +368,21 @@ async def test_event_shapes_over_signed_http(slack: FakeSlack, client: AsyncWebC
     assert mention["type"] == "app_mention" and mention["files"][0]["id"] == csv["id"]
     assert {"type": "user", "user_id": "UBOT"} in mention["blocks"][0]["elements"][0]["elements"]
     assert (message["type"], message["subtype"], message["channel_type"], message["upload"]) == (
-        "message", "file_share", "channel", False)
+        "message",
+        "file_share",
+        "channel",
+        False,
+    )
     assert mention["ts"] == message["ts"] == root["ts"] and "thread_ts" not in mention
     (h1, b1, valid1), (_, b2, valid2) = receiver.requests
     assert valid1 and valid2 and b1["event_id"] != b2["event_id"] and "X-Slack-Retry-Num" not in h1
-    assert b1["authorizations"][0] == {"enterprise_id": None, "team_id": "T1", "user_id": "UBOT", "is_bot": True,
-                                       "is_enterprise_install": False}
+    assert b1["authorizations"][0] == {
+        "enterprise_id": None,
+        "team_id": "T1",
+        "user_id": "UBOT",
+        "is_bot": True,
+        "is_enterprise_install": False,
+    }
 
     await slack.user_posts(channel="C1", text="and by region?", thread_ts=root["ts"])
     await slack.user_posts(channel="D1", text=MENTION)
@@ -351,6 +394,11 @@ async def test_event_shapes_over_signed_http(slack: FakeSlack, client: AsyncWebC
     assert (reply["type"], reply["thread_ts"], reply["parent_user_id"]) == ("message", root["ts"], "U1")
     assert (dm["type"], dm["channel_type"]) == ("message", "im")
     assert (echo["user"], echo["bot_id"], echo["app_id"], echo.get("subtype")) == ("UBOT", "B1", "A1", None)
+    await client.chat_update(channel="C1", ts=echo["ts"], text="done")
+    await slack.wait_for(lambda: len(receiver.requests) == 6)
+    changed = receiver.events()[5]
+    assert (changed["subtype"], changed["hidden"], changed["message"]["user"]) == ("message_changed", True, "UBOT")
+    assert (changed["message"]["text"], changed["previous_message"]["text"]) == ("done", "on it")
 
 
 async def test_http_retries_on_error_and_timeout(receiver: Receiver) -> None:
@@ -368,12 +416,16 @@ async def test_http_retries_on_error_and_timeout(receiver: Receiver) -> None:
         await slack.user_posts(channel="C1", text="two")
         await slack.wait_delivered()
         assert receiver.requests[3][0]["X-Slack-Retry-Reason"] == "http_timeout"
-        assert len(receiver.requests) == 4
+        assert len(receiver.requests) == 4 and len(slack.http_deliveries) == 4  # the slow first one finished too
+        assert max(latency for _, latency in slack.http_deliveries) >= 0.6
 
 
 async def test_bolt_http_mode_and_bad_signatures(slack: FakeSlack) -> None:
-    app = AsyncApp(client=AsyncWebClient(token=slack.bot_token, base_url=slack.api_url),
-                   signing_secret=slack.signing_secret, process_before_response=True)
+    app = AsyncApp(
+        client=AsyncWebClient(token=slack.bot_token, base_url=slack.api_url),
+        signing_secret=slack.signing_secret,
+        process_before_response=True,
+    )
     mentions: list[str] = []
 
     @app.event("app_mention")
@@ -389,8 +441,11 @@ async def test_bolt_http_mode_and_bad_signatures(slack: FakeSlack) -> None:
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     try:
         url = f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events"
-        body = json.dumps(slack._envelope({"type": "app_mention", "user": "U1", "text": "x", "ts": "1.1",
-                                           "channel": "C1", "event_ts": "1.1"})).encode()
+        body = json.dumps(
+            slack._envelope(
+                {"type": "app_mention", "user": "U1", "text": "x", "ts": "1.1", "channel": "C1", "event_ts": "1.1"}
+            )
+        ).encode()
         assert (await slack.post_signed(url, body, secret="wrong"))[0] == 401
         assert (await slack.post_signed(url, body, timestamp=str(int(time.time()) - 600)))[0] == 401
         slack.http_events_url = url
@@ -402,8 +457,11 @@ async def test_bolt_http_mode_and_bad_signatures(slack: FakeSlack) -> None:
 
 
 async def test_bolt_socket_mode_end_to_end(slack: FakeSlack) -> None:
-    app = AsyncApp(client=AsyncWebClient(token=slack.bot_token, base_url=slack.api_url),
-                   signing_secret=slack.signing_secret, process_before_response=True)
+    app = AsyncApp(
+        client=AsyncWebClient(token=slack.bot_token, base_url=slack.api_url),
+        signing_secret=slack.signing_secret,
+        process_before_response=True,
+    )
     seen: list[tuple[str, str | None]] = []
 
     @app.event("app_mention")

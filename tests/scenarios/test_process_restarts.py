@@ -1,0 +1,114 @@
+"""The real process (`python -m bot`): kill -9 mid-answer and SIGTERM lose nothing; the turn is answered after restart."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from tests.conftest import answer_texts, bot_env, bot_replies
+from tests.fakes.openai_fake import FakeOpenAI, Script
+from tests.fakes.slack import FakeSlack
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@asynccontextmanager
+async def bot_process(
+    slack: FakeSlack, oai: FakeOpenAI, database_url: str, log_path: Path
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **bot_env(slack, oai, database_url), "LOG_LEVEL": "INFO"}
+    connections_before = slack.socket_connections
+    with log_path.open("ab") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", cwd=ROOT, env=env, stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL
+        )
+    try:
+        await slack.wait_for(lambda: slack.socket_connections > connections_before, timeout=30)
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+def reply_ts_recorded(db_path: Path) -> bool:
+    with sqlite3.connect(db_path) as conn:
+        row = conn.execute("SELECT reply_ts FROM turns").fetchone()
+    return bool(row and row[0])
+
+
+async def test_kill_9_mid_answer_is_answered_after_restart(slack: FakeSlack, oai: FakeOpenAI, tmp_path: Path) -> None:
+    db_path = tmp_path / "bot.sqlite3"
+    url = f"sqlite:///{db_path}"
+    hold = asyncio.Event()
+    oai.scripts.append(Script(text="부분 답변이 여기까지 나왔는데 " * 5, hold=hold))
+    log = tmp_path / "bot.log"
+    async with bot_process(slack, oai, url, log) as proc:
+        ts = (await slack.user_posts(channel="C1", text="<@UBOT> 리뷰 분석해줘"))["ts"]
+        await slack.wait_for(lambda: any(m.text for m in bot_replies(slack, "C1", ts)))
+        await slack.wait_for(lambda: reply_ts_recorded(db_path))
+        proc.kill()  # SIGKILL: no chance to clean up
+        await proc.wait()
+    hold.set()
+
+    async with bot_process(slack, oai, url, log):
+        await slack.wait_for(lambda: any(t.startswith("Echo:") for t in answer_texts(slack, "C1", ts)), timeout=30)
+
+    texts = answer_texts(slack, "C1", ts)
+    assert len(oai.requests_to("POST", "/v1/responses")) == 2
+    assert "재시작" in texts[0] and "부분 답변" not in texts[0], "the cut-off answer is replaced by a note"
+    assert texts[-1].startswith("Echo:") and "리뷰 분석해줘" in texts[-1]
+    assert "Traceback" not in "\n".join(texts)
+
+
+async def test_sigterm_exits_within_10s_and_the_turn_resumes(slack: FakeSlack, oai: FakeOpenAI, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'bot.sqlite3'}"
+    hold = asyncio.Event()
+    oai.scripts.append(Script(text="a slow analysis ", hold=hold))
+    log = tmp_path / "bot.log"
+    async with bot_process(slack, oai, url, log) as proc:
+        ts = (await slack.user_posts(channel="C1", text="<@UBOT> analyze slowly"))["ts"]
+        await slack.wait_for(lambda: len(oai.requests_to("POST", "/v1/responses")) == 1)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.wait(), 12)
+        elapsed = time.monotonic() - started
+    hold.set()
+    assert elapsed < 10, f"took {elapsed:.1f}s to stop"
+    assert proc.returncode == 0
+    assert "Traceback" not in log.read_text(errors="replace")
+
+    async with bot_process(slack, oai, url, log):
+        await slack.wait_for(lambda: any(t.startswith("Echo:") for t in answer_texts(slack, "C1", ts)), timeout=30)
+    assert len([m for m in bot_replies(slack, "C1", ts) if m.text.startswith("Echo:")]) == 1
+
+
+async def test_message_acknowledged_but_not_started_is_answered_after_restart(
+    slack: FakeSlack, oai: FakeOpenAI, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'bot.sqlite3'}"
+    hold = asyncio.Event()
+    oai.scripts.append(Script(text="first ", hold=hold))
+    log = tmp_path / "bot.log"
+    async with bot_process(slack, oai, url, log) as proc:
+        first = (await slack.user_posts(channel="C1", text="<@UBOT> first question"))["ts"]
+        await slack.wait_for(lambda: len(oai.requests_to("POST", "/v1/responses")) == 1)
+        second = (await slack.user_posts(channel="C1", text="second question in the thread", thread_ts=first))["ts"]
+        await slack.wait_for(lambda: any(second in str(e["payload"]["event"].get("ts")) for e in slack.envelopes))
+        await slack.wait_delivered()
+        proc.kill()
+        await proc.wait()
+    hold.set()
+
+    async with bot_process(slack, oai, url, log):
+        await slack.wait_for(lambda: len([t for t in answer_texts(slack, "C1", first) if "Echo:" in t]) == 2, timeout=30)
+    echoes = [t for t in answer_texts(slack, "C1", first) if t.startswith("Echo:")]
+    assert "first question" in echoes[0] and "second question" in echoes[1]
+    assert second
