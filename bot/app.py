@@ -20,7 +20,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot import listeners
-from bot.conductor import Conductor
+from bot.conductor import Conductor, ThreadLimits
 from bot.config import Settings
 from bot.intake import Intake
 from bot.scheduler import TurnScheduler
@@ -109,6 +109,7 @@ async def build_bot(
         workspace=workspace,
         runner=TurnRunner(oai, model=settings.openai_model, instructions=settings.instructions),
         intake=intake,
+        limits=ThreadLimits(max_files=settings.max_files_per_thread, max_bytes=settings.max_thread_mb * 1_048_576),
     )
     scheduler = TurnScheduler(conductor.run, max_concurrent=settings.max_concurrent_turns)
     app = AsyncApp(

@@ -15,7 +15,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.domain import Session, SlackFile, ThreadFile, ThreadKey, Turn
-from bot.errors import BotError, ContainerExpired, FileProblem, SlackProblem
+from bot.errors import BotError, ContainerExpired, FileProblem, SlackProblem, ThreadFileLimit
 from bot.events import FileCited, ImageOutput, Progress, TextDelta, TurnDone
 from bot.i18n import Language, t
 from bot.intake import Intake, describe_files
@@ -27,6 +27,19 @@ from bot.workspace import Workspace
 log = logging.getLogger(__name__)
 
 PHASE_STATUS = {"reasoning": "status.thinking", "running_python": "status.running_python", "writing": "status.writing"}
+
+
+@dataclass(frozen=True)
+class ThreadLimits:
+    """How much one thread may hold."""
+
+    max_files: int = 20
+    max_bytes: int = 2048 * 1_048_576
+
+
+# A turn that was started this many times and never finished is not tried again (it may be what
+# crashes the process).
+MAX_TURN_ATTEMPTS = 3
 
 
 @dataclass
@@ -48,7 +61,9 @@ class Conductor:
         workspace: Workspace,
         runner: TurnRunner,
         intake: Intake,
+        limits: ThreadLimits | None = None,
     ) -> None:
+        self._limits = limits or ThreadLimits()
         self._store = store
         self._slack = slack
         self._workspace = workspace
@@ -62,6 +77,11 @@ class Conductor:
         started = time.monotonic()
         if turn.reply_ts:
             await reply.mark_interrupted(turn.reply_ts, t("turn.interrupted", lang))
+        if turn.attempts >= MAX_TURN_ATTEMPTS:
+            log.error("turn %s was interrupted %d times; giving up", turn.id, turn.attempts)
+            await self._report(turn, reply, BotError(f"{turn.attempts} interrupted attempts"), lang)
+            await self._store.finish_turn(turn.id, status="failed", outcome="too_many_attempts")
+            return
         await self._store.start_turn(turn.id)
         await reply.set_status(t("status.thinking", lang))
         try:
@@ -123,26 +143,44 @@ class Conductor:
         return done
 
     async def _bring_files(self, turn: Turn, session: Session, reply: ThreadReply, lang: Language) -> set[str]:
-        """Upload the turn's (and, once, the thread root's) new files; report the ones that fail."""
+        """Upload the turn's (and, once, the thread root's) new files; report the ones that fail.
+
+        Returns the Slack ids of files that are new in the container this turn.
+        """
         candidates: list[SlackFile] = list(turn.files)
         if turn.is_thread_reply and not session.root_checked:
             candidates = [*await self._root_files(turn.thread), *candidates]
             await self._store.update_session(turn.thread, root_checked=True)
-        known = {f.slack_file_id for f in await self._store.thread_files(turn.thread)}
+        existing = await self._store.thread_files(turn.thread)
+        known_ids = {f.slack_file_id for f in existing}
+        by_digest = {f.sha256: f for f in existing if f.sha256}
+        uploaded = {f.openai_file_id: f.size_bytes for f in existing}  # duplicates share one upload
+        count, total_bytes = len(uploaded), sum(uploaded.values())
         new_ids: set[str] = set()
-        if any(f.id not in known for f in candidates):
-            await reply.set_status(t("status.reading_files", lang))
         for file in candidates:
-            if file.id in known or file.id in new_ids:
+            if file.id in known_ids:
                 continue
+            known_ids.add(file.id)
+            await reply.set_status(t("status.reading_files", lang, filename=file.name))
             try:
-                brought = await self._intake.bring(file)
+                if count >= self._limits.max_files or total_bytes + (file.size or 0) > self._limits.max_bytes:
+                    raise ThreadFileLimit(
+                        file.name,
+                        f"{count} files, {total_bytes} bytes in thread",
+                        max_files=str(self._limits.max_files),
+                        max_mb=str(self._limits.max_bytes // 1_048_576),
+                    )
+                brought, duplicate = await self._intake.bring(file, known=by_digest)
             except FileProblem as problem:
                 log.warning("file %s (%s) refused: %s", file.id, problem.filename, problem.detail)
                 await reply.notice(t(problem.message_key, lang, **problem.params))
                 continue
             await self._store.add_thread_file(turn.thread, brought)
-            new_ids.add(file.id)
+            if not duplicate:
+                new_ids.add(file.id)
+                by_digest[brought.sha256] = brought
+                count += 1
+                total_bytes += brought.size_bytes
         return new_ids
 
     async def _root_files(self, thread: ThreadKey) -> list[SlackFile]:
@@ -172,7 +210,8 @@ class Conductor:
         return container_id, session.container_id is not None
 
     async def _new_container(self, thread: ThreadKey, files: Sequence[ThreadFile]) -> str:
-        container_id = await self._workspace.create_container(thread, [f.openai_file_id for f in files])
+        file_ids = list(dict.fromkeys(f.openai_file_id for f in files))  # a re-shared file is uploaded once
+        container_id = await self._workspace.create_container(thread, file_ids)
         await self._store.update_session(thread, container_id=container_id)
         return container_id
 

@@ -46,6 +46,8 @@ class Settings:
     instructions: str = DEFAULT_INSTRUCTIONS
     file_size_limit_mb: int = DEFAULT_FILE_SIZE_LIMIT_MB
     container_memory_limit: str = "4g"
+    max_files_per_thread: int = 20
+    max_thread_mb: int = 2048
     max_concurrent_turns: int = 16
     log_level: str = "INFO"
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -161,6 +163,8 @@ class Settings:
                 get("FILE_SIZE_LIMIT_MB"), "FILE_SIZE_LIMIT_MB", DEFAULT_FILE_SIZE_LIMIT_MB, low=1, high=512
             ),
             container_memory_limit=memory,
+            max_files_per_thread=_int(get("MAX_FILES_PER_THREAD"), "MAX_FILES_PER_THREAD", 20, low=1, high=500),
+            max_thread_mb=_int(get("MAX_THREAD_MB"), "MAX_THREAD_MB", 2048, low=1, high=1_000_000),
             max_concurrent_turns=_int(get("MAX_CONCURRENT_TURNS"), "MAX_CONCURRENT_TURNS", 16, low=1, high=1000),
             log_level=log_level,
         )

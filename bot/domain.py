@@ -109,6 +109,7 @@ class ThreadFile:
     filename: str
     size_bytes: int
     description: str = ""
+    sha256: str = ""
 
 
 def mentions(text: str, user_id: str) -> bool:

@@ -10,7 +10,8 @@
     │   ├── FileExternal          a link to Google Drive, Dropbox, …: no bytes in Slack
     │   ├── FileEmpty
     │   ├── FileUnsupported       a format code interpreter cannot read
-    │   └── FileUploadFailed      OpenAI refused or failed the upload
+    │   ├── FileUploadFailed      OpenAI refused or failed the upload
+    │   └── ThreadFileLimit       the thread already holds the most files or bytes allowed
     ├── OpenAIProblem             the turn cannot be answered by OpenAI
     │   ├── OpenAIRateLimited     429 rate_limit_exceeded, after retries
     │   ├── OpenAIQuotaExhausted  429 insufficient_quota: retries cannot help
@@ -91,6 +92,10 @@ class FileUnsupported(FileProblem):
 
 class FileUploadFailed(FileProblem):
     message_key = "file.upload_failed"
+
+
+class ThreadFileLimit(FileProblem):
+    message_key = "file.thread_limit"
 
 
 class OpenAIProblem(BotError):

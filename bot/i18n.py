@@ -13,7 +13,7 @@ _SLACK_TOKENS = re.compile(r"<[^>]*>")
 
 MESSAGES: dict[str, dict[Language, str]] = {
     "status.thinking": {"ko": "분석하는 중…", "en": "is analyzing…"},
-    "status.reading_files": {"ko": "파일을 읽는 중…", "en": "is reading the files…"},
+    "status.reading_files": {"ko": "{filename} 파일을 읽는 중…", "en": "is reading {filename}…"},
     "status.running_python": {"ko": "Python을 실행하는 중…", "en": "is running Python…"},
     "status.writing": {"ko": "답변을 쓰는 중…", "en": "is writing the answer…"},
     "status.uploading": {"ko": "결과 파일을 올리는 중…", "en": "is uploading results…"},
@@ -67,6 +67,11 @@ MESSAGES: dict[str, dict[Language, str]] = {
     "file.upload_failed": {
         "ko": "`{filename}` 파일을 분석 환경에 올리지 못했습니다. 잠시 후 다시 시도해 주세요.",
         "en": "I couldn't hand `{filename}` to the analysis environment. Please try again in a moment.",
+    },
+    "file.thread_limit": {
+        "ko": "`{filename}`은(는) 추가하지 않았습니다. 이 스레드의 파일 한도(최대 {max_files}개, {max_mb} MB)를 넘습니다. 새 스레드에서 시작해 주세요.",
+        "en": "I didn't add `{filename}`: this thread is at its file limit ({max_files} files, {max_mb} MB). "
+        "Please start a new thread for more files.",
     },
     "openai.rate_limited": {
         "ko": "지금 OpenAI 요청이 많아 답하지 못했습니다. 1분쯤 뒤에 같은 질문을 다시 보내 주세요.",

@@ -14,7 +14,8 @@ import csv
 import hashlib
 import logging
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 import aiohttp
@@ -140,16 +141,21 @@ class Intake:
             limit_mb=f"{self._limit / 1_048_576:.0f}",
         )
 
-    async def bring(self, file: SlackFile) -> ThreadFile:
+    async def bring(self, file: SlackFile, *, known: Mapping[str, ThreadFile]) -> tuple[ThreadFile, bool]:
         """Fetch `file` from Slack, check it, convert text to UTF-8 and upload it to OpenAI.
 
-        Raises a `FileProblem` subclass; temporary files are removed in every case.
+        `known` maps the SHA-256 of the thread's files to them: the same bytes shared again are not
+        uploaded twice, and the second value of the result is True for such a duplicate.
+        Raises a `FileProblem` subclass; temporary files are removed in every case (also cancellation).
         """
         file = await self.resolve(file)
         self.check(file)
         with tempfile.TemporaryDirectory(prefix="bot-intake-") as tmp:
             raw = Path(tmp) / "raw"
             size, digest = await self._download(file, raw)
+            if (same := known.get(digest)) is not None:
+                log.info("file %s has the same bytes as %s; not uploaded again", file.id, same.slack_file_id)
+                return replace(same, slack_file_id=file.id), True
             upload_path, description = raw, f"{size} bytes"
             if file_kind(file) in TEXT_TYPES:
                 converted = Path(tmp) / "utf8"
@@ -159,13 +165,15 @@ class Intake:
         log.info(
             "file %s (%s, %d bytes, sha256 %s…) uploaded as %s", file.id, file_kind(file), size, digest[:12], file_id
         )
-        return ThreadFile(
+        thread_file = ThreadFile(
             slack_file_id=file.id,
             openai_file_id=file_id,
             filename=file.name,
             size_bytes=size,
             description=description,
+            sha256=digest,
         )
+        return thread_file, False
 
     async def _download(self, file: SlackFile, dest: Path) -> tuple[int, str]:
         assert file.url is not None
@@ -193,6 +201,9 @@ class Intake:
                         size += len(chunk)
                         if size > self._limit:
                             raise self._too_large(file.name, size)
+                        if file.size is not None and size > file.size:
+                            # More bytes than Slack declared: cut off, never pass on a file we cannot vouch for.
+                            raise FileDownloadFailed(file.name, f"more than the declared {file.size} bytes")
                         digest.update(chunk)
                         out.write(chunk)
         except (aiohttp.ClientError, TimeoutError) as exc:
@@ -283,7 +294,11 @@ def describe_files(files: list[ThreadFile], *, new_ids: set[str], paths: dict[st
     if not files:
         return "No files have been shared in this thread yet."
     lines = ["Files available to the python tool in this thread:"]
+    described: set[str] = set()
     for f in files:
+        if f.openai_file_id in described:
+            continue  # the same bytes shared again
+        described.add(f.openai_file_id)
         marker = " (new this turn)" if f.slack_file_id in new_ids else ""
         path = paths.get(f.filename, f"/mnt/data/{f.filename}")
         lines.append(f"- {path}{marker}: {f.description}")

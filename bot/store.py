@@ -42,6 +42,7 @@ thread_files = sa.Table(
     sa.Column("filename", sa.String(512), nullable=False),
     sa.Column("size_bytes", sa.BigInteger, nullable=False),
     sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("sha256", sa.String(64), nullable=False, default=""),
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
@@ -248,6 +249,7 @@ class Store:
                 filename=r.filename,
                 size_bytes=int(r.size_bytes),
                 description=r.description or "",
+                sha256=r.sha256 or "",
             )
             for r in rows
         ]
@@ -265,6 +267,7 @@ class Store:
                     filename=file.filename,
                     size_bytes=file.size_bytes,
                     description=file.description,
+                    sha256=file.sha256,
                     created_at=time.time(),
                 )
                 .on_conflict_do_nothing()

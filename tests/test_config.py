@@ -65,7 +65,9 @@ def test_dotenv_file_is_read_and_environment_wins(tmp_path: Path, monkeypatch: p
     for name in ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "OPENAI_API_KEY", "OPENAI_MODEL", "SLACK_SIGNING_SECRET"):
         monkeypatch.delenv(name, raising=False)
     env_file = tmp_path / ".env"
-    env_file.write_text("SLACK_BOT_TOKEN=xoxb-file\nSLACK_APP_TOKEN=xapp-file\nOPENAI_API_KEY=sk-file\nOPENAI_MODEL=m1\n")
+    env_file.write_text(
+        "SLACK_BOT_TOKEN=xoxb-file\nSLACK_APP_TOKEN=xapp-file\nOPENAI_API_KEY=sk-file\nOPENAI_MODEL=m1\n"
+    )
     monkeypatch.setenv("OPENAI_MODEL", "m2")
     settings = Settings.from_env(dotenv_path=str(env_file))
     assert settings.slack_bot_token == "xoxb-file"

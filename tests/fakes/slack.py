@@ -175,7 +175,7 @@ class _Headers(dict[str, str]):
     def __contains__(self, key: object) -> bool:
         return super().__contains__(key.lower() if isinstance(key, str) else key)
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> Any:
         return super().get(key.lower(), default)
 
 
@@ -183,8 +183,9 @@ def _headers(request: web.Request) -> dict[str, str]:
     return _Headers((k.lower(), v) for k, v in request.headers.items())
 
 
-def _copy(obj: Any) -> Any:
-    return json.loads(json.dumps(obj))
+def _copy(obj: dict[str, Any]) -> dict[str, Any]:
+    copied: dict[str, Any] = json.loads(json.dumps(obj))
+    return copied
 
 
 def _rich_text(text: str) -> list[dict[str, Any]]:
@@ -228,7 +229,8 @@ class FakeSlack:
     Timing knobs: `ack_timeout_s` (Slack's 3 s ack budget, both transports) and the attribute
     `retry_delays_s` (extra pause before retry 1..3; real Slack waits ≈0 s, 1 min, 5 min over HTTP).
     Extra records: `events` (every event_callback body produced), `envelopes` (Socket Mode envelopes sent),
-    `socket_connections` (hellos sent).
+    `socket_connections` (hellos sent). `status_history` also records the automatic clear ("") Slack performs
+    when the app replies in a thread; explicit calls are in `calls_to("assistant.threads.setStatus")`.
     """
 
     def __init__(
@@ -416,7 +418,8 @@ class FakeSlack:
         Channel + `<@BOT>` mention -> `app_mention` then `message` (separate event_ids, same ts); channel without
         mention -> `message` only; DM -> `message` (channel_type "im") only; channels the bot is not in -> none.
         Files (from `add_file`) make it a `file_share` message (`files`, `upload: false`); `app_mention` carries
-        them too. Fields edited on those dicts (e.g. `url_private_download`) become the file's truth. Raises RuntimeError if `deliver` and no transport is up.
+        them too. Fields edited on those dicts (e.g. `url_private_download`) become the file's truth.
+        Raises RuntimeError if `deliver` and no transport is up.
         """
         ch = self._channel(channel)
         if thread_ts is not None:
@@ -533,6 +536,8 @@ class FakeSlack:
         waiter = self._spawn(sent.wait())
         await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
+        if task.done() and not task.cancelled() and (error := task.exception()) is not None:
+            raise error
 
     async def wait_delivered(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         """Wait until every delivery (its retries and any still-running HTTP request) has finished."""
@@ -721,7 +726,7 @@ class FakeSlack:
         fid = request.match_info["file_id"]
         if request.content_type.startswith("multipart/"):
             part = (await request.post()).get("file")
-            data = part.file.read() if hasattr(part, "file") else str(part or "").encode()
+            data = part.file.read() if isinstance(part, web.FileField) else str(part or "").encode()
         else:
             data = await request.read()
         pending = self._pending_uploads.get(fid)
@@ -752,7 +757,8 @@ class FakeSlack:
             for i in range(0, len(f.content), DOWNLOAD_CHUNK_BYTES):
                 await resp.write(f.content[i : i + DOWNLOAD_CHUNK_BYTES])
         else:
-            fh = await asyncio.to_thread(open, f.path, "rb")  # type: ignore[arg-type]
+            assert f.path is not None
+            fh = await asyncio.to_thread(f.path.open, "rb")
             try:
                 while chunk := await asyncio.to_thread(fh.read, DOWNLOAD_CHUNK_BYTES):
                     await resp.write(chunk)
@@ -957,10 +963,14 @@ class FakeSlack:
     def _envelope(self, event: dict[str, Any]) -> dict[str, Any]:
         """Wrap an event in a full event_callback body (recorded in `events`)."""
         self._seq["event"] += 1
-        authorization = {"enterprise_id": None, "team_id": self.team_id, "user_id": self.bot_user_id}
+        authorization: dict[str, Any] = {"enterprise_id": None, "team_id": self.team_id, "user_id": self.bot_user_id}
         authorization.update(is_bot=True, is_enterprise_install=False)
         context = "4-" + base64.b64encode(json.dumps({"ch": event.get("channel")}).encode()).decode()
-        env = {"token": "fake-verification-token", "team_id": self.team_id, "context_team_id": self.team_id}
+        env: dict[str, Any] = {
+            "token": "fake-verification-token",
+            "team_id": self.team_id,
+            "context_team_id": self.team_id,
+        }
         env.update(context_enterprise_id=None, api_app_id=self.app_id, event=event, type="event_callback")
         env.update(event_id=f"Ev{self._seq['event']:04d}FAKE", event_time=int(time.time()))
         env.update(authorizations=[authorization], is_ext_shared_channel=False, event_context=context)

@@ -265,7 +265,7 @@ async def test_stream_recipients_and_limits(slack: FakeSlack, client: AsyncWebCl
     await client.chat_stopStream(channel="D1", ts=started["ts"])
 
 
-async def test_stream_expires(client: AsyncWebClient) -> None:
+async def test_stream_expires() -> None:
     async with FakeSlack(stream_ttl_s=0.2) as slack:
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
         root = await slack.user_posts(channel="C1", text="q", deliver=False)
@@ -311,6 +311,7 @@ async def test_file_hosting_and_sign_in_page(slack: FakeSlack, client: AsyncWebC
             assert resp.status == 404
     assert [d.status for d in slack.file_downloads()] == [200, 200, 200, 200, 404]
     assert slack.file_downloads()[2].token is None
+    assert slack.file_downloads()[0].headers["Authorization"] == f"Bearer {slack.bot_token}"
 
 
 async def test_files_upload_v2_into_thread(slack: FakeSlack, client: AsyncWebClient) -> None:

@@ -53,7 +53,9 @@ async def test_signed_events_are_answered_and_forged_ones_refused(
     assert "forged" not in json.dumps([r.json for r in oai.requests_to("POST", "/v1/responses")])
 
 
-async def test_http_retry_of_the_same_event_is_answered_once(slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str) -> None:
+async def test_http_retry_of_the_same_event_is_answered_once(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
     port = free_port()
     async with run_bot(slack, oai, sqlite_url, mode="http", port=port):
         message = await slack.user_posts(channel="C1", text="<@UBOT> rows?")

@@ -1,4 +1,4 @@
-"""The real process (`python -m bot`): kill -9 mid-answer and SIGTERM lose nothing; the turn is answered after restart."""
+"""The real process (`python -m bot`): kill -9 and SIGTERM lose nothing; the turn is answered after restart."""
 
 from __future__ import annotations
 
@@ -108,7 +108,9 @@ async def test_message_acknowledged_but_not_started_is_answered_after_restart(
     hold.set()
 
     async with bot_process(slack, oai, url, log):
-        await slack.wait_for(lambda: len([t for t in answer_texts(slack, "C1", first) if "Echo:" in t]) == 2, timeout=30)
+        await slack.wait_for(
+            lambda: len([t for t in answer_texts(slack, "C1", first) if "Echo:" in t]) == 2, timeout=30
+        )
     echoes = [t for t in answer_texts(slack, "C1", first) if t.startswith("Echo:")]
     assert "first question" in echoes[0] and "second question" in echoes[1]
     assert second

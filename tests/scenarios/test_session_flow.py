@@ -11,9 +11,7 @@ from tests.conftest import answer_texts, bot_replies, postgres_database, run_bot
 from tests.fakes.openai_fake import FakeOpenAI, GeneratedFile, Script
 from tests.fakes.slack import FakeSlack
 
-REVIEWS_CSV = (
-    "review_id,rating,text\n1,5,배송이 빠르고 좋아요\n2,1,포장이 엉망이에요\n3,4,가격 대비 만족\n"
-).encode()
+REVIEWS_CSV = ("review_id,rating,text\n1,5,배송이 빠르고 좋아요\n2,1,포장이 엉망이에요\n3,4,가격 대비 만족\n").encode()
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 QUESTION = "<@UBOT> 이 리뷰 데이터의 주요 키워드와 감성, 장단점을 분석해줘"
 
@@ -121,9 +119,7 @@ async def test_session_survives_a_restart(slack: FakeSlack, oai: FakeOpenAI, sql
     assert len(oai.requests_to("POST", "/v1/files")) == 1
 
 
-async def test_expired_container_is_replaced_with_all_files(
-    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
-) -> None:
+async def test_expired_container_is_replaced_with_all_files(slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str) -> None:
     async with run_bot(slack, oai, sqlite_url):
         ts = (await ask_with_csv(slack))["ts"]
         await slack.wait_for(lambda: len(slack.calls_to("chat.stopStream")) == 1)
