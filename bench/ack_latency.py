@@ -240,7 +240,9 @@ async def run_mode(mode: str, *, events: int, database: str, answer_timeout_s: f
         oai = await stack.enter_async_context(FakeOpenAI())  # default script: an immediate echo
         url = await stack.enter_async_context(database_url(database))
         port = free_port() if mode == "http" else 0
-        running = await stack.enter_async_context(run_bot(slack, oai, url, mode=mode, port=port, tweak=result.probe.install))
+        running = await stack.enter_async_context(
+            run_bot(slack, oai, url, mode=mode, port=port, tweak=result.probe.install)
+        )
         loop = asyncio.get_running_loop()
         lag, stop_lag = _LoopLag(), asyncio.Event()
         lag_task = asyncio.create_task(lag.run(stop_lag))
@@ -271,7 +273,9 @@ async def run_mode(mode: str, *, events: int, database: str, answer_timeout_s: f
         )
         result.wall_s = loop.time() - start
         if not answered:
-            result.note = (result.note + "; " if result.note else "") + f"answers still missing after {answer_timeout_s:.0f} s"
+            result.note = (
+                result.note + "; " if result.note else ""
+            ) + f"answers still missing after {answer_timeout_s:.0f} s"
         await running.bot.scheduler.wait_idle(timeout=IDLE_WAIT_S)
 
         deliveries = _burst_deliveries(slack, mode, burst_ids)

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,13 +115,14 @@ async def run_bot(
     *,
     mode: str = "socket",
     port: int = 0,
-    tweak: Callable[[Bot], None] | None = None,
+    env: dict[str, str] | None = None,
 ) -> AsyncIterator[RunningBot]:
-    """Start a bot (Socket Mode, or HTTP on `port`) and wait until it can take events."""
-    settings = Settings.from_env(bot_env(slack, oai, database_url, mode=mode, port=port))
+    """Start a bot (Socket Mode, or HTTP on `port`) and wait until it can take events.
+
+    `env` adds or overrides configuration variables.
+    """
+    settings = Settings.from_env({**bot_env(slack, oai, database_url, mode=mode, port=port), **(env or {})})
     bot = await build_bot(settings)
-    if tweak is not None:
-        tweak(bot)
     stop = asyncio.Event()
     task = asyncio.create_task(serve(bot, stop=stop, host="127.0.0.1"))
     running = RunningBot(bot=bot, stop_event=stop, task=task, port=port or None)

@@ -1,0 +1,182 @@
+"""CSV intake over the wire: every file reaches code interpreter intact, or gets a clear answer in the thread."""
+
+from __future__ import annotations
+
+import codecs
+import io
+import json
+from typing import Any
+
+import openpyxl
+import pytest
+
+from tests.conftest import answer_texts, run_bot
+from tests.fakes.openai_fake import FakeOpenAI
+from tests.fakes.slack import FakeSlack
+
+REVIEWS = '리뷰ID,평점,내용\n1,5,배송이 빠르고 품질이 좋아요\n2,1,"포장이 엉망, 다시는 안 삽니다"\n3,4,가격 대비 만족\n'
+PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(200))
+
+
+def xlsx_bytes() -> bytes:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["월", "매출"])
+    sheet.append(["1월", 100])
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+def uploaded_contents(oai: FakeOpenAI) -> dict[str, bytes]:
+    """What OpenAI received, by filename."""
+    return {rec["object"]["filename"]: rec["content"] for rec in oai.files.values()}
+
+
+def turn_input(oai: FakeOpenAI, index: int = 0) -> str:
+    return str(oai.requests_to("POST", "/v1/responses")[index].json["input"][0]["content"][0]["text"])
+
+
+async def share(slack: FakeSlack, files: list[dict[str, Any]], text: str = "<@UBOT> 분석해줘") -> str:
+    return str((await slack.user_posts(channel="C1", text=text, files=files))["ts"])
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "filetype", "encoding_note"),
+    [
+        pytest.param("reviews.csv", REVIEWS.encode("cp949"), "csv", "original encoding cp949", id="excel-cp949"),
+        pytest.param("reviews.csv", codecs.BOM_UTF8 + REVIEWS.encode(), "csv", "UTF-8", id="utf8-bom"),
+        pytest.param("reviews.csv", REVIEWS.encode("utf-16"), "csv", "original encoding utf-16", id="utf16"),
+        pytest.param("reviews.tsv", REVIEWS.replace(",", "\t").encode(), "tsv", "delimiter '\\t'", id="tsv"),
+    ],
+)
+async def test_text_files_reach_openai_as_identical_utf8(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str, name: str, data: bytes, filetype: str, encoding_note: str
+) -> None:
+    async with run_bot(slack, oai, sqlite_url):
+        ts = await share(slack, [slack.add_file(name=name, content=data, filetype=filetype)])
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 1)
+    expected = REVIEWS if filetype == "csv" else REVIEWS.replace(",", "\t")
+    assert uploaded_contents(oai)[name].decode("utf-8") == expected, "only the encoding may change"
+    text = turn_input(oai)
+    assert encoding_note in text
+    assert "3 data rows" in text and "리뷰ID" in text
+
+
+async def test_xlsx_and_json_are_passed_through_unchanged(slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str) -> None:
+    xlsx = xlsx_bytes()
+    data = json.dumps([{"월": "1월", "매출": 100}], ensure_ascii=False).encode()
+    async with run_bot(slack, oai, sqlite_url):
+        ts = await share(
+            slack,
+            [
+                slack.add_file(name="sales.xlsx", content=xlsx, filetype="xlsx", mimetype="application/vnd.ms-excel"),
+                slack.add_file(name="sales.json", content=data, filetype="json", mimetype="application/json"),
+            ],
+        )
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 1)
+    contents = uploaded_contents(oai)
+    assert contents["sales.xlsx"] == xlsx
+    assert contents["sales.json"] == data
+    assert "sales.xlsx" in turn_input(oai) and "sales.json" in turn_input(oai)
+
+
+@pytest.mark.parametrize(
+    ("make", "expected"),
+    [
+        pytest.param(lambda s: s.add_file(name="empty.csv", content=b""), "비어 있습니다", id="empty"),
+        pytest.param(lambda s: s.add_file(name="photo.csv", content=PNG), "분석할 수 없습니다", id="png-named-csv"),
+        pytest.param(
+            lambda s: s.add_file(name="report.pdf", content=b"%PDF-1.4", filetype="pdf", mimetype="application/pdf"),
+            "CSV, TSV, XLSX, JSON",
+            id="unsupported-format",
+        ),
+        pytest.param(
+            lambda s: s.add_file(name="Budget", content=b"", is_external=True, external_type="gdrive"),
+            "Google Drive",
+            id="google-drive",
+        ),
+        pytest.param(
+            lambda s: s.add_file(name="old.csv", content=b"a\n1\n", mode="hidden_by_limit"),
+            "열 수 없습니다",
+            id="hidden-by-plan",
+        ),
+        pytest.param(
+            lambda s: s.add_file(name="big.csv", content=b"a\n1\n", size=600 * 1024 * 1024),
+            "너무 큽니다",
+            id="declared-too-large",
+        ),
+    ],
+)
+async def test_refused_files_get_their_own_message_and_the_question_is_answered(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str, make: Any, expected: str
+) -> None:
+    async with run_bot(slack, oai, sqlite_url):
+        good = slack.add_file(name="good.csv", content=b"a,b\n1,2\n")
+        ts = await share(slack, [make(slack), good])
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 2)
+    notice, answer = answer_texts(slack, "C1", ts)
+    assert expected in notice
+    assert answer.startswith("Echo:")
+    assert list(uploaded_contents(oai)) == ["good.csv"], "a refused file is never uploaded"
+
+
+async def test_file_larger_than_declared_is_cut_off_and_reported(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    async with run_bot(slack, oai, sqlite_url):
+        lying = slack.add_file(name="grown.csv", content=b"a,b\n" + b"1,2\n" * 1000, size=100)
+        ts = await share(slack, [lying])
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 2)
+    assert "`grown.csv`" in answer_texts(slack, "C1", ts)[0]
+    assert not oai.files, "never upload half a file"
+
+
+async def test_stub_file_entries_are_resolved_with_files_info(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    async with run_bot(slack, oai, sqlite_url):
+        stub = slack.add_file(name="connect.csv", content=REVIEWS.encode(), stub=True)
+        ts = await share(slack, [stub])
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 1)
+    assert [c.params["file"] for c in slack.calls_to("files.info")] == [stub["id"]]
+    assert uploaded_contents(oai)["connect.csv"].decode() == REVIEWS
+
+
+async def test_same_file_shared_again_is_not_uploaded_twice(slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str) -> None:
+    async with run_bot(slack, oai, sqlite_url):
+        first = slack.add_file(name="reviews.csv", content=REVIEWS.encode())
+        ts = await share(slack, [first])
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 1)
+        again = slack.add_file(name="reviews (1).csv", content=REVIEWS.encode())  # new Slack id, same bytes
+        await slack.user_posts(channel="C1", text="다시 올렸어요", thread_ts=ts, files=[again, first])
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 2)
+    assert len(oai.requests_to("POST", "/v1/files")) == 1
+    assert len(oai.requests_to("POST", "/v1/containers")) == 1
+    assert not oai.requests_to("POST", "/v1/containers/"), "nothing new to add to the container"
+
+
+async def test_file_shared_in_the_thread_later_joins_the_container(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    async with run_bot(slack, oai, sqlite_url):
+        ts = await share(slack, [slack.add_file(name="sales.csv", content=b"m,v\n1,2\n")])
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 1)
+        costs = slack.add_file(name="costs.csv", content=b"m,c\n1,3\n")
+        await slack.user_posts(channel="C1", text="비용 파일도 같이 봐줘", thread_ts=ts, files=[costs])
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 2)
+    container_id = next(iter(oai.containers))
+    added = oai.requests_to("POST", f"/v1/containers/{container_id}/files")
+    assert len(added) == 1 and added[0].json["file_id"] in oai.files
+    text = turn_input(oai, 1)
+    assert "costs.csv (new this turn)" in text and "sales.csv" in text
+
+
+async def test_thread_file_limit(slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str) -> None:
+    async with run_bot(slack, oai, sqlite_url, env={"MAX_FILES_PER_THREAD": "1"}):
+        files = [slack.add_file(name=f"f{i}.csv", content=f"a\n{i}\n".encode()) for i in range(2)]
+        ts = await share(slack, files)
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 2)
+    assert "f1.csv" in answer_texts(slack, "C1", ts)[0] and "한도" in answer_texts(slack, "C1", ts)[0]
+    assert list(uploaded_contents(oai)) == ["f0.csv"]
