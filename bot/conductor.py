@@ -5,6 +5,8 @@ This is the one place where a `BotError` becomes a message in the thread (`_repo
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -15,11 +17,11 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.domain import Session, SlackFile, ThreadFile, ThreadKey, Turn
-from bot.errors import BotError, ContainerExpired, FileProblem, SlackProblem, ThreadFileLimit
+from bot.errors import BotError, ContainerExpired, FileProblem, ThreadFileLimit
 from bot.events import FileCited, ImageOutput, Progress, TextDelta, TurnDone
 from bot.i18n import Language, t
 from bot.intake import Intake, describe_files
-from bot.reply import ThreadReply
+from bot.reply import ThreadReply, feedback_blocks
 from bot.store import Store
 from bot.turns import TurnRunner
 from bot.workspace import Workspace
@@ -27,6 +29,10 @@ from bot.workspace import Workspace
 log = logging.getLogger(__name__)
 
 PHASE_STATUS = {"reasoning": "status.thinking", "running_python": "status.running_python", "writing": "status.writing"}
+
+
+class _Stopped(Exception):
+    """The user stopped the turn."""
 
 
 @dataclass(frozen=True)
@@ -70,8 +76,13 @@ class Conductor:
         self._runner = runner
         self._intake = intake
 
-    async def run(self, turn: Turn) -> None:
-        """Answer `turn` in its thread and record the outcome; the turn is then finished for good."""
+    async def run(self, turn: Turn, stop: asyncio.Event | None = None) -> None:
+        """Answer `turn` in its thread and record the outcome; the turn is then finished for good.
+
+        Setting `stop` cancels the answer (the OpenAI stream is closed, which ends the response) and
+        tells the user it was stopped. Cancelling `run` itself (shutdown) leaves the turn unfinished,
+        to be answered after the next start.
+        """
         lang = turn.language
         reply = ThreadReply(client=self._slack, thread=turn.thread, recipient_user_id=turn.user_id)
         started = time.monotonic()
@@ -85,7 +96,14 @@ class Conductor:
         await self._store.start_turn(turn.id)
         await reply.set_status(t("status.thinking", lang))
         try:
-            done = await self._answer(turn, reply, lang)
+            done = await self._answer_unless_stopped(turn, reply, lang, stop or asyncio.Event())
+        except _Stopped:
+            log.info("turn %s stopped by the user", turn.id)
+            await self._tell(turn, reply, t("turn.stopped", lang))
+            await self._store.finish_turn(
+                turn.id, status="done", outcome="stopped", duration_s=time.monotonic() - started
+            )
+            return
         except BotError as err:
             await self._report(turn, reply, err, lang)
             await self._store.finish_turn(
@@ -114,6 +132,23 @@ class Conductor:
             duration_s=time.monotonic() - started,
         )
 
+    async def _answer_unless_stopped(
+        self, turn: Turn, reply: ThreadReply, lang: Language, stop: asyncio.Event
+    ) -> TurnDone:
+        answer = asyncio.create_task(self._answer(turn, reply, lang), name=f"answer-{turn.id}")
+        stopped = asyncio.create_task(stop.wait(), name=f"stop-{turn.id}")
+        try:
+            await asyncio.wait({answer, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not answer.done():
+                answer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await answer
+        if answer.cancelled():
+            raise _Stopped
+        return answer.result()
+
     async def _answer(self, turn: Turn, reply: ThreadReply, lang: Language) -> TurnDone:
         thread = turn.thread
         session = await self._store.session(thread) or Session(thread=thread)
@@ -136,7 +171,11 @@ class Conductor:
         await self._deliver_outputs(reply, lang, done, outputs, container_id)
         if not reply.has_text and not outputs.cited and not outputs.images:
             await reply.write(t("turn.empty_answer", lang))
-        await reply.finish()
+        await reply.finish(
+            blocks=feedback_blocks(
+                response_id=done.response_id, good_label=t("feedback.good", lang), bad_label=t("feedback.bad", lang)
+            )
+        )
         if done.incomplete_reason:
             await reply.notice(t("openai.incomplete", lang, reason=done.incomplete_reason))
         await reply.set_status("")
@@ -235,28 +274,30 @@ class Conductor:
         parts.append(f"Question from the Slack user:\n{turn.question or '(no text; look at the new files)'}")
         outputs = _Outputs()
         lang = turn.language
-        events = self._runner.stream(
+        stream = self._runner.stream(
             conversation_id=conversation_id,
             container_id=container_id,
             input_text="\n\n".join(parts),
             metadata={"slack_channel": turn.thread.channel, "slack_ts": turn.ts},
         )
         saved_reply_ts = False
-        async for event in events:
-            if isinstance(event, TextDelta):
-                await reply.write(event.text)
-                if reply.first_ts and not saved_reply_ts:
-                    await self._store.set_reply_ts(turn.id, reply.first_ts)
-                    saved_reply_ts = True
-            elif isinstance(event, Progress):
-                await reply.flush()
-                await reply.set_status(t(PHASE_STATUS[event.phase], lang))
-            elif isinstance(event, FileCited):
-                outputs.cited.append(event)
-            elif isinstance(event, ImageOutput):
-                outputs.images.append(event)
-            elif isinstance(event, TurnDone):
-                return event, outputs
+        # aclosing: a stop or shutdown closes the HTTP stream at once, which ends the response at OpenAI.
+        async with contextlib.aclosing(stream) as events:
+            async for event in events:
+                if isinstance(event, TextDelta):
+                    await reply.write(event.text)
+                    if reply.first_ts and not saved_reply_ts:
+                        await self._store.set_reply_ts(turn.id, reply.first_ts)
+                        saved_reply_ts = True
+                elif isinstance(event, Progress):
+                    await reply.flush()
+                    await reply.set_status(t(PHASE_STATUS[event.phase], lang))
+                elif isinstance(event, FileCited):
+                    outputs.cited.append(event)
+                elif isinstance(event, ImageOutput):
+                    outputs.images.append(event)
+                elif isinstance(event, TurnDone):
+                    return event, outputs
         raise BotError("stream ended without TurnDone")
 
     async def _deliver_outputs(
@@ -302,11 +343,13 @@ class Conductor:
             err.detail,
             err.request_id,
         )
+        await self._tell(turn, reply, t(err.message_key, lang, request_id=err.request_id, **err.params))
+
+    async def _tell(self, turn: Turn, reply: ThreadReply, text: str) -> None:
+        """Close what was streamed so far and post `text` in the thread (failures only logged)."""
         try:
             await reply.finish()
-            await reply.notice(t(err.message_key, lang, request_id=err.request_id, **err.params))
-        except SlackProblem as slack_err:
-            log.error("could not tell the user in %s about %s: %s", turn.thread, err.message_key, slack_err.detail)
-        except BotError as other:
-            log.error("could not report %s in %s: %s", err.message_key, turn.thread, other.detail)
+            await reply.notice(text)
+        except BotError as err:
+            log.error("could not tell the user in %s: %s (%s)", turn.thread, err.detail, text[:80])
         await reply.set_status("")

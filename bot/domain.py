@@ -86,8 +86,8 @@ class Turn:
 
     @property
     def question(self) -> str:
-        """The message text without bot mentions."""
-        return _MENTION.sub("", self.text).strip()
+        """The message text without mentions."""
+        return strip_mentions(self.text)
 
 
 @dataclass(frozen=True)
@@ -110,6 +110,11 @@ class ThreadFile:
     size_bytes: int
     description: str = ""
     sha256: str = ""
+
+
+def strip_mentions(text: str) -> str:
+    """`text` without Slack user mentions (`<@U123>`), trimmed."""
+    return _MENTION.sub("", text or "").strip()
 
 
 def mentions(text: str, user_id: str) -> bool:

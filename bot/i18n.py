@@ -25,6 +25,12 @@ MESSAGES: dict[str, dict[Language, str]] = {
         "ko": "_(봇이 재시작되어 이 답변이 중단되었습니다. 아래에 다시 답합니다.)_",
         "en": "_(This answer was interrupted by a restart; it is answered again below.)_",
     },
+    "feedback.good": {"ko": "도움이 됐어요", "en": "Helpful"},
+    "feedback.bad": {"ko": "도움이 안 됐어요", "en": "Not helpful"},
+    "turn.stopped": {
+        "ko": "분석을 중지했습니다. 새 질문을 보내면 이어서 답합니다.",
+        "en": "Stopped the analysis. Send a new question to continue.",
+    },
     "turn.empty_answer": {
         "ko": "답변이 비어 있습니다. 질문을 조금 바꿔서 다시 보내 주세요.",
         "en": "The answer came back empty. Please rephrase the question and send it again.",

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 
-from bot.domain import SlackFile, ThreadKey, mentions
+from bot.domain import SlackFile, ThreadKey, mentions, strip_mentions
+from bot.reply import FEEDBACK_ACTION_ID
 from bot.scheduler import TurnScheduler
 from bot.store import Store
 
@@ -24,6 +26,8 @@ log = logging.getLogger(__name__)
 # Message subtypes that are a person saying something; everything else (edits, deletions, joins,
 # bot_message, …) is ignored.
 USER_SUBTYPES = {None, "file_share", "thread_broadcast"}
+# A reply that is only one of these stops the thread's running analysis.
+STOP_WORDS = {"stop", "cancel", "중지", "그만", "멈춰", "취소", "스톱"}
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,12 @@ def classify(event: dict[str, Any], *, team_id: str, bot_user_id: str | None) ->
     )
 
 
+def is_stop_request(incoming: Incoming) -> bool:
+    """True for a message that only says "stop" (or 중지, 그만, …), with or without a mention."""
+    words = strip_mentions(incoming.text).strip(".!。 ").lower()
+    return words in STOP_WORDS
+
+
 def register(app: AsyncApp, *, store: Store, scheduler: TurnScheduler) -> None:
     """All of the bot's Slack entry points."""
 
@@ -81,6 +91,10 @@ def register(app: AsyncApp, *, store: Store, scheduler: TurnScheduler) -> None:
         team_id = context.team_id or body.get("team_id") or event.get("team") or ""
         incoming = classify(event, team_id=team_id, bot_user_id=context.bot_user_id)
         if incoming is None:
+            return
+        if is_stop_request(incoming):
+            stopped = scheduler.stop(incoming.thread)
+            log.info("stop requested in %s (%s)", incoming.thread, "stopping" if stopped else "nothing running")
             return
         turn = await store.accept_message(
             thread=incoming.thread,
@@ -97,5 +111,28 @@ def register(app: AsyncApp, *, store: Store, scheduler: TurnScheduler) -> None:
         log.info("turn %s accepted in %s", turn.id, turn.thread)
         scheduler.submit(turn)
 
+    async def on_feedback(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        rating, _, response_id = str(action.get("value") or "").partition(":")
+        container = body.get("container") or {}
+        message = body.get("message") or {}
+        channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+        message_ts = container.get("message_ts") or message.get("ts")
+        thread_ts = container.get("thread_ts") or message.get("thread_ts") or message_ts
+        user_id = (body.get("user") or {}).get("id")
+        if rating in {"good", "bad"} and response_id and channel and message_ts and user_id:
+            team_id = context.team_id or (body.get("team") or {}).get("id") or ""
+            await store.record_feedback(
+                thread=ThreadKey(team_id, str(channel), str(thread_ts)),
+                message_ts=str(message_ts),
+                user_id=str(user_id),
+                response_id=response_id,
+                rating=rating,
+            )
+            log.info("feedback %s on %s", rating, response_id)
+        await ack()
+
     app.event("app_mention")(on_user_message)
     app.event("message")(on_user_message)
+    app.action(FEEDBACK_ACTION_ID)(on_feedback)

@@ -20,8 +20,38 @@ log = logging.getLogger(__name__)
 
 # chat.appendStream is Tier 4 (100+/min): batch deltas instead of one call per token.
 FLUSH_INTERVAL_S = 0.6
+# chat.update (the fallback) is Tier 3 (50+/min): edit less often.
+UPDATE_INTERVAL_S = 1.5
 FLUSH_CHARS = 400
 STREAM_CLOSED_ERRORS = {"message_not_in_streaming_state", "streaming_state_conflict", "message_not_found"}
+
+
+FEEDBACK_ACTION_ID = "answer_feedback"
+
+
+def feedback_blocks(*, response_id: str, good_label: str, bad_label: str) -> list[dict[str, Any]]:
+    """Helpful / not helpful buttons; each value carries the rating and the OpenAI response id."""
+    return [
+        {
+            "type": "context_actions",
+            "elements": [
+                {
+                    "type": "feedback_buttons",
+                    "action_id": FEEDBACK_ACTION_ID,
+                    "positive_button": {
+                        "text": {"type": "plain_text", "text": good_label},
+                        "accessibility_label": good_label,
+                        "value": f"good:{response_id}",
+                    },
+                    "negative_button": {
+                        "text": {"type": "plain_text", "text": bad_label},
+                        "accessibility_label": bad_label,
+                        "value": f"bad:{response_id}",
+                    },
+                }
+            ],
+        }
+    ]
 
 
 class ThreadReply:
@@ -61,7 +91,8 @@ class ThreadReply:
     async def write(self, text: str) -> None:
         """Add answer text; it reaches Slack in batches (the first piece at once)."""
         self._pending += self._scrubber.feed(text)
-        due = time.monotonic() - self._last_flush >= FLUSH_INTERVAL_S
+        interval = FLUSH_INTERVAL_S if self._streaming else UPDATE_INTERVAL_S
+        due = time.monotonic() - self._last_flush >= interval
         if self._pending and (self._message_ts is None or due or len(self._pending) >= FLUSH_CHARS):
             await self.flush()
 
@@ -158,11 +189,11 @@ class ThreadReply:
                 log.info("chat.stopStream failed (%s) for %s", exc.response.get("error"), self._message_ts)
         self._message_ts, self._message_text, self._streaming = None, "", False
 
-    async def finish(self) -> None:
-        """Flush the rest of the text and close the answer message."""
+    async def finish(self, *, blocks: list[dict[str, Any]] | None = None) -> None:
+        """Flush the rest of the text and close the answer message, with `blocks` under it if streamed."""
         self._pending += self._scrubber.flush()
         await self.flush()
-        await self._close_message()
+        await self._close_message(blocks)
 
     # ---- separate messages -----------------------------------------------------------------------------
 

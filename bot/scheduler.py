@@ -12,20 +12,22 @@ from bot.domain import ThreadKey, Turn
 
 log = logging.getLogger(__name__)
 
-RunTurn = Callable[[Turn], Awaitable[None]]
+RunTurn = Callable[[Turn, asyncio.Event], Awaitable[None]]
 
 
 class TurnScheduler:
     """Owns one worker task per busy thread; each worker drains its thread's queue in order.
 
-    `run_turn` must not raise for ordinary failures (it reports them itself); anything it does raise
-    is logged and the worker moves on to the next turn.
+    `run_turn(turn, stop)` must not raise for ordinary failures (it reports them itself); anything it
+    does raise is logged and the worker moves on to the next turn. `stop` is set when the user asks to
+    stop the running turn of that thread.
     """
 
     def __init__(self, run_turn: RunTurn, *, max_concurrent: int = 16) -> None:
         self._run_turn = run_turn
         self._queues: dict[ThreadKey, deque[Turn]] = {}
         self._workers: dict[ThreadKey, asyncio.Task[None]] = {}
+        self._stops: dict[ThreadKey, asyncio.Event] = {}
         self._slots = asyncio.Semaphore(max_concurrent)
         self._closing = False
         self._idle = asyncio.Event()
@@ -49,6 +51,14 @@ class TurnScheduler:
                 self._drain(turn.thread), name=f"thread-{turn.thread.channel}-{turn.thread.thread_ts}"
             )
 
+    def stop(self, thread: ThreadKey) -> bool:
+        """Ask the thread's running turn to stop; False if none is running."""
+        event = self._stops.get(thread)
+        if event is None or event.is_set():
+            return False
+        event.set()
+        return True
+
     def pending(self) -> int:
         """Turns queued or running."""
         return sum(len(q) for q in self._queues.values())
@@ -59,12 +69,15 @@ class TurnScheduler:
             while queue and not self._closing:
                 turn = queue[0]
                 async with self._slots:
+                    stop = self._stops[thread] = asyncio.Event()
                     try:
-                        await self._run_turn(turn)
+                        await self._run_turn(turn, stop)
                     except asyncio.CancelledError:
                         raise
                     except Exception:
                         log.exception("turn %s crashed", turn.id)
+                    finally:
+                        self._stops.pop(thread, None)
                 if queue and queue[0] is turn:
                     queue.popleft()
         finally:

@@ -81,6 +81,20 @@ delivered_outputs = sa.Table(
     sa.Column("created_at", sa.Float, nullable=False),
 )
 
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("team_id", sa.String(32), nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("thread_ts", sa.String(32), nullable=False),
+    sa.Column("message_ts", sa.String(32), nullable=False),
+    sa.Column("user_id", sa.String(32), nullable=False),
+    sa.Column("response_id", sa.String(128), nullable=False),
+    sa.Column("rating", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
 UNFINISHED = ("pending", "running")
 
 
@@ -334,6 +348,36 @@ class Store:
             result = await conn.execute(sa.select(turns.c.status).where(turns.c.id == turn_id))
             row = result.first()
         return None if row is None else str(row[0])
+
+    # ---- feedback -----------------------------------------------------------------------------------
+
+    async def record_feedback(
+        self, *, thread: ThreadKey, message_ts: str, user_id: str, response_id: str, rating: str
+    ) -> None:
+        """Store a helpful / not helpful vote on an answer."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sa.insert(feedback).values(
+                    team_id=thread.team_id,
+                    channel=thread.channel,
+                    thread_ts=thread.thread_ts,
+                    message_ts=message_ts,
+                    user_id=user_id,
+                    response_id=response_id,
+                    rating=rating,
+                    created_at=time.time(),
+                )
+            )
+
+    async def feedback_for(self, response_id: str) -> list[tuple[str, str]]:
+        """(user, rating) votes on one response, oldest first."""
+        async with self._engine.connect() as conn:
+            result = await conn.execute(
+                sa.select(feedback.c.user_id, feedback.c.rating)
+                .where(feedback.c.response_id == response_id)
+                .order_by(feedback.c.id)
+            )
+            return [(str(r[0]), str(r[1])) for r in result.all()]
 
     # ---- generated outputs -----------------------------------------------------------------------------
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any
 
 import openai
@@ -54,8 +54,8 @@ class TurnRunner:
 
     async def stream(
         self, *, conversation_id: str, container_id: str, input_text: str, metadata: dict[str, str] | None = None
-    ) -> AsyncIterator[TurnEvent]:
-        """Yield the turn's events; the last one is `TurnDone`.
+    ) -> AsyncGenerator[TurnEvent, None]:
+        """Yield the turn's events; the last one is `TurnDone`. Close it (`aclose`) to end the response.
 
         Raises `ContainerExpired` (the caller replaces the container and calls again), `OpenAIBusy`
         when the conversation stayed locked, `ResponseFailed`, or another `OpenAIProblem`.

@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import aiohttp
 from aiohttp import web
@@ -201,6 +201,16 @@ def _rich_text(text: str) -> list[dict[str, Any]]:
         elements.append({"type": "text", "text": text[pos:]})
     section = {"type": "rich_text_section", "elements": elements}
     return [{"type": "rich_text", "block_id": uuid.uuid4().hex[:5], "elements": [section]}] if text else []
+
+
+def _elements(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Interactive elements of Block Kit blocks (actions / context_actions / section accessory)."""
+    found: list[dict[str, Any]] = []
+    for block in blocks:
+        found.extend(e for e in block.get("elements") or [] if isinstance(e, dict) and "action_id" in e)
+        if isinstance(block.get("accessory"), dict) and "action_id" in block["accessory"]:
+            found.append(block["accessory"])
+    return found
 
 
 def _check_blocks(blocks: Any) -> list[dict[str, Any]]:
@@ -539,6 +549,61 @@ class FakeSlack:
         if task.done() and not task.cancelled() and (error := task.exception()) is not None:
             raise error
 
+    async def click(self, *, channel: str, message_ts: str, action_id: str, value: str, user: str = "U1") -> None:
+        """A person clicks a button of a bot message: a `block_actions` interactive payload is delivered.
+
+        The message must carry an element with `action_id` offering `value` (like a real click can only
+        send what is on screen); feedback buttons offer their positive and negative values.
+        """
+        msg = self._find(channel, message_ts)
+        if msg is None:
+            raise KeyError(f"no message {channel}/{message_ts}")
+        offered = {e.get("value") for e in _elements(msg.blocks) if e.get("action_id") == action_id}
+        offered |= {
+            b.get("value")
+            for e in _elements(msg.blocks)
+            if e.get("action_id") == action_id
+            for b in (e.get("positive_button") or {}, e.get("negative_button") or {})
+        }
+        if value not in offered:
+            raise AssertionError(f"message {message_ts} offers no {action_id}={value!r}; it has {offered}")
+        element = next(e for e in _elements(msg.blocks) if e.get("action_id") == action_id)
+        payload = {
+            "type": "block_actions",
+            "user": {"id": user, "username": self._users.get(user, {}).get("name", user), "team_id": self.team_id},
+            "api_app_id": self.app_id,
+            "token": "legacy-verification-token",
+            "container": {
+                "type": "message",
+                "message_ts": msg.ts,
+                "channel_id": channel,
+                "is_ephemeral": False,
+                "thread_ts": msg.thread_ts,
+            },
+            "trigger_id": f"{int(time.time())}.{uuid.uuid4().int % 10**12}",
+            "team": {"id": self.team_id, "domain": "fake"},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "channel": {"id": channel, "name": channel.lower()},
+            "message": self._api_message(msg),
+            "state": {"values": {}},
+            "response_url": f"{self.base_url}/actions/{uuid.uuid4().hex}",
+            "actions": [
+                {
+                    "type": element.get("type", "button"),
+                    "action_id": action_id,
+                    "block_id": element.get("block_id", "b0"),
+                    "value": value,
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+        if not self._has_transport():
+            raise RuntimeError("no transport for the click\n" + self.dump())
+        sent = asyncio.Event()
+        self._start_delivery(payload, 0, "", sent, "interactive")
+        await sent.wait()
+
     async def wait_delivered(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         """Wait until every delivery (its retries and any still-running HTTP request) has finished."""
         await self.wait_for(lambda: not self._deliveries, timeout=timeout)
@@ -575,16 +640,18 @@ class FakeSlack:
         return task
 
     def _start_delivery(
-        self, body: dict[str, Any], attempt: int, reason: str, sent: asyncio.Event
+        self, body: dict[str, Any], attempt: int, reason: str, sent: asyncio.Event, kind: str = "events_api"
     ) -> asyncio.Task[Any]:
-        return self._spawn(self._run_delivery(body, attempt, reason, sent), delivery=True)
+        return self._spawn(self._run_delivery(body, attempt, reason, sent, kind), delivery=True)
 
-    async def _run_delivery(self, body: dict[str, Any], attempt: int, reason: str, sent: asyncio.Event) -> None:
+    async def _run_delivery(
+        self, body: dict[str, Any], attempt: int, reason: str, sent: asyncio.Event, kind: str = "events_api"
+    ) -> None:
         while True:
             if self._sockets or not self.http_events_url:
-                ok, failure = await self._attempt_socket(body, attempt, reason, sent)
+                ok, failure = await self._attempt_socket(body, attempt, reason, sent, kind)
             else:
-                ok, failure = await self._attempt_http(body, attempt, reason, sent)
+                ok, failure = await self._attempt_http(body, attempt, reason, sent, kind)
             sent.set()
             if ok or attempt >= MAX_RETRIES:
                 return
@@ -593,7 +660,7 @@ class FakeSlack:
                 await asyncio.sleep(self.retry_delays_s[attempt - 1])
 
     async def _attempt_socket(
-        self, body: dict[str, Any], attempt: int, reason: str, sent: asyncio.Event
+        self, body: dict[str, Any], attempt: int, reason: str, sent: asyncio.Event, kind: str = "events_api"
     ) -> tuple[bool, str]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.ack_timeout_s
@@ -602,7 +669,7 @@ class FakeSlack:
         if ws is None:
             return False, "timeout"
         env_id, acked = str(uuid.uuid4()), asyncio.Event()
-        envelope = {"envelope_id": env_id, "type": "events_api", "payload": body, "accepts_response_payload": False}
+        envelope = {"envelope_id": env_id, "type": kind, "payload": body, "accepts_response_payload": False}
         envelope.update(retry_attempt=attempt, retry_reason=reason)
         self._ack_waiters[env_id] = (loop.time(), acked)
         try:
@@ -618,10 +685,15 @@ class FakeSlack:
             return False, "timeout"
 
     async def _attempt_http(
-        self, body: dict[str, Any], attempt: int, reason: str, sent: asyncio.Event
+        self, body: dict[str, Any], attempt: int, reason: str, sent: asyncio.Event, kind: str = "events_api"
     ) -> tuple[bool, str]:
-        raw, ts = json.dumps(body).encode(), str(int(time.time()))
-        headers = {"Content-Type": "application/json", "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)"}
+        ts = str(int(time.time()))
+        if kind == "interactive":  # interactivity payloads are form-encoded, signed the same way
+            raw = urlencode({"payload": json.dumps(body)}).encode()
+            content_type = "application/x-www-form-urlencoded"
+        else:
+            raw, content_type = json.dumps(body).encode(), "application/json"
+        headers = {"Content-Type": content_type, "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)"}
         headers.update({"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": _sign(self.signing_secret, ts, raw)})
         if attempt:
             headers.update({"X-Slack-Retry-Num": str(attempt), "X-Slack-Retry-Reason": reason})

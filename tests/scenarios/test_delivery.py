@@ -1,0 +1,161 @@
+"""Answers arrive whole and in order, survive Slack and OpenAI trouble, and carry feedback and stop controls."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+from bot.reply import FEEDBACK_ACTION_ID
+from bot.store import Store
+from tests.conftest import answer_texts, bot_replies, run_bot
+from tests.fakes.openai_fake import FakeOpenAI, GeneratedFile, Script
+from tests.fakes.slack import FakeSlack
+
+PNG_A = b"\x89PNG\r\n\x1a\nA" + b"\x00" * 40
+PNG_B = b"\x89PNG\r\n\x1a\nB" + b"\x00" * 40
+PNG_C = b"\x89PNG\r\n\x1a\nC" + b"\x00" * 40
+
+
+async def ask(slack: FakeSlack, text: str = "<@UBOT> 분석해줘") -> str:
+    return str((await slack.user_posts(channel="C1", text=text))["ts"])
+
+
+def long_answer(paragraphs: int = 120) -> str:
+    parts = [f"## 섹션 {i}\n\n문단 {i}: " + "매출과 리뷰를 비교한 결과입니다. " * 12 for i in range(paragraphs)]
+    parts.insert(10, "| 월 | 매출 |\n|---|---|\n" + "\n".join(f"| {m}월 | {m * 100} |" for m in range(1, 13)))
+    parts.insert(20, "```python\n" + "\n".join(f"print({i})" for i in range(40)) + "\n```")
+    return "\n\n".join(parts)
+
+
+async def test_a_30000_character_answer_arrives_whole_and_in_order(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    text = long_answer()
+    assert len(text) > 30_000
+    oai.scripts.append(Script(text=text))
+    async with run_bot(slack, oai, sqlite_url):
+        ts = await ask(slack)
+        await slack.wait_for(lambda: slack.calls_to("chat.stopStream") != [] and slack.status("C1", ts) == "")
+        await slack.wait_for(lambda: len("".join(answer_texts(slack, "C1", ts))) >= len(text) - 50)
+    shown = answer_texts(slack, "C1", ts)
+    assert len(shown) >= 3, "split over several messages"
+    assert all(len(m) <= 12_000 for m in shown)
+    joined = "\n\n".join(shown)
+    positions = [joined.find(f"문단 {i}: ") for i in range(120)]
+    assert all(p >= 0 for p in positions) and positions == sorted(positions), "every paragraph, in order"
+    for message in shown:
+        assert message.count("```") % 2 == 0, "a code block is never left open"
+    table = next(m for m in shown if "| 월 | 매출 |" in m)
+    assert "| 12월 | 1200 |" in table, "the table stays in one message"
+    for call in slack.calls_to("chat.appendStream") + slack.calls_to("chat.startStream"):
+        assert len(call.params.get("markdown_text", "")) <= 12_000
+
+
+async def test_progress_is_shown_while_python_runs_and_cleared_at_the_end(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    oai.scripts.append(Script(text="done", code="df.describe()", reasoning=True))
+    async with run_bot(slack, oai, sqlite_url):
+        csv_file = slack.add_file(name="reviews.csv", content=b"a,b\n1,2\n")
+        ts = str((await slack.user_posts(channel="C1", text="<@UBOT> describe", files=[csv_file]))["ts"])
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 1 and slack.status("C1", ts) == "")
+    statuses = [status for channel, thread, status in slack.status_history if thread == ts and status]
+    assert statuses[0] == "is analyzing…"
+    assert "is reading reviews.csv…" in statuses
+    assert "is running Python…" in statuses
+    assert slack.status("C1", ts) == ""
+
+
+async def test_generated_files_are_uploaded_once_in_order_and_links_replaced(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    oai.scripts.append(
+        Script(
+            text="월별 매출 차트와 요약표입니다.",
+            code="plt.savefig('/mnt/data/revenue.png')",
+            files=[
+                GeneratedFile("revenue.png", PNG_A),
+                GeneratedFile("summary.csv", b"m,v\n1,2\n"),
+                GeneratedFile("uncited.png", PNG_B, cite=False),
+            ],
+            image_outputs=[PNG_C],
+        )
+    )
+    async with run_bot(slack, oai, sqlite_url):
+        csv_file = slack.add_file(name="sales.csv", content=b"m,v\n1,2\n")
+        ts = str((await slack.user_posts(channel="C1", text="<@UBOT> 차트", files=[csv_file]))["ts"])
+        await slack.wait_for(lambda: slack.status("C1", ts) == "" and len(slack.calls_to("chat.stopStream")) == 1)
+        await slack.user_posts(channel="C1", text="고마워", thread_ts=ts)
+        await slack.wait_for(lambda: len(slack.calls_to("chat.stopStream")) == 2)
+    names = [f["name"] for m in bot_replies(slack, "C1", ts) for f in m.files]
+    assert names[:2] == ["revenue.png", "summary.csv"], "cited files first, in the order of the answer"
+    assert sorted(names) == sorted(["revenue.png", "summary.csv", "uncited.png", "chart-1.png"])
+    assert "sales.csv" not in names, "the user's own file is never echoed back"
+    assert len(names) == len(set(names)), "each file once, also after a later turn"
+    answer = answer_texts(slack, "C1", ts)[0]
+    assert "sandbox:" not in answer and "revenue.png" in answer
+
+
+async def test_feedback_buttons_are_recorded_with_the_response_id(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    async with run_bot(slack, oai, sqlite_url):
+        ts = await ask(slack, "<@UBOT> rows?")
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 1)
+        answer = next(m for m in bot_replies(slack, "C1", ts) if m.text)
+        response_id = next(iter(oai.responses))
+        await slack.click(
+            channel="C1", message_ts=answer.ts, action_id=FEEDBACK_ACTION_ID, value=f"good:{response_id}", user="U2"
+        )
+        await slack.wait_delivered()
+    store = await Store.open(sqlite_url)
+    try:
+        assert await store.feedback_for(response_id) == [("U2", "good")]
+    finally:
+        await store.close()
+    labels = str(answer.blocks)
+    assert "Helpful" in labels and "Not helpful" in labels
+
+
+async def test_stop_reply_cancels_the_running_analysis(slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str) -> None:
+    hold = asyncio.Event()
+    oai.scripts.append(Script(text="아주 긴 분석을 시작합니다 " * 3, hold=hold))
+    async with run_bot(slack, oai, sqlite_url):
+        ts = await ask(slack)
+        await slack.wait_for(lambda: oai.active_streams == 1 and any(m.text for m in bot_replies(slack, "C1", ts)))
+        await slack.user_posts(channel="C1", text="중지", thread_ts=ts)
+        await slack.wait_for(lambda: any("중지했습니다" in t for t in answer_texts(slack, "C1", ts)))
+        await oai.wait_for(lambda: oai.active_streams == 0)
+        await slack.user_posts(channel="C1", text="그럼 평균만 알려줘", thread_ts=ts)
+        await slack.wait_for(lambda: any(t.startswith("Echo:") for t in answer_texts(slack, "C1", ts)))
+    hold.set()
+    assert len(oai.requests_to("POST", "/v1/responses")) == 2, "the stop message itself is not a question"
+    assert "아주 긴 분석" in answer_texts(slack, "C1", ts)[0], "what was shown stays"
+
+
+async def test_stream_closed_by_slack_loses_and_repeats_nothing(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    slack.stream_ttl_s = 0.4
+    text = " ".join(f"word{i}" for i in range(300))
+    oai.scripts.append(Script(text=text, delay_s=0.01))
+    async with run_bot(slack, oai, sqlite_url):
+        ts = await ask(slack, "<@UBOT> long")
+        await slack.wait_for(lambda: slack.status("C1", ts) == "" and len(oai.requests_to("POST", "/v1/responses")))
+        await slack.wait_for(lambda: "word299" in " ".join(m.text for m in bot_replies(slack, "C1", ts)))
+    shown = " ".join(m.text for m in bot_replies(slack, "C1", ts))
+    words = re.findall(r"word\d+", shown)
+    assert words == [f"word{i}" for i in range(300)], "every word once, in order"
+    assert slack.calls_to("chat.update"), "the stream did expire mid-answer (else this test shows nothing)"
+
+
+async def test_incomplete_response_keeps_the_text_and_says_why(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    oai.scripts.append(Script(text="The first half of the analysis", status="incomplete"))
+    async with run_bot(slack, oai, sqlite_url):
+        ts = await ask(slack, "<@UBOT> everything please")
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 2)
+    first, note = answer_texts(slack, "C1", ts)
+    assert first.startswith("The first half of the analysis")
+    assert "max_output_tokens" in note and "continue" in note
