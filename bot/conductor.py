@@ -21,6 +21,7 @@ from bot.errors import BotError, ContainerExpired, FileProblem, ThreadFileLimit
 from bot.events import FileCited, ImageOutput, Progress, TextDelta, TurnDone
 from bot.i18n import Language, t
 from bot.intake import Intake, describe_files
+from bot.render import sandbox_link_labels
 from bot.reply import ThreadReply, feedback_blocks
 from bot.store import Store
 from bot.turns import TurnRunner
@@ -54,6 +55,7 @@ class _Outputs:
 
     cited: list[FileCited] = field(default_factory=list)
     images: list[ImageOutput] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)  # the raw answer, for file titles
 
 
 class Conductor:
@@ -285,6 +287,7 @@ class Conductor:
         async with contextlib.aclosing(stream) as events:
             async for event in events:
                 if isinstance(event, TextDelta):
+                    outputs.text.append(event.text)
                     await reply.write(event.text)
                     if reply.first_ts and not saved_reply_ts:
                         await self._store.set_reply_ts(turn.id, reply.first_ts)
@@ -313,6 +316,7 @@ class Conductor:
                 log.warning("container %s expired before its files were listed", cid)
                 continue
             ordered.extend((g.container_id, g.file_id, g.filename) for g in listed)
+        titles = sandbox_link_labels("".join(outputs.text))
         seen_hashes: set[str] = set()
         if ordered or outputs.images:
             await reply.set_status(t("status.uploading", lang))
@@ -321,7 +325,7 @@ class Conductor:
                 continue
             try:
                 data = await self._workspace.download(cid, file_id)
-                await reply.upload(filename=filename, data=data, title=filename)
+                await reply.upload(filename=filename, data=data, title=titles.get(filename, filename))
             except BotError:
                 await self._store.release_output(cid, file_id)
                 raise

@@ -14,6 +14,16 @@ _SANDBOX_BARE = re.compile(r"sandbox:(/mnt/data/)?([^\s)\]]+)")
 _HOLD_BACK_LIMIT_CHARS = 400
 
 
+def sandbox_link_labels(text: str) -> dict[str, str]:
+    """Map each linked sandbox file name to the link's label: `[월별 매출](sandbox:/mnt/data/a.png)`."""
+    labels: dict[str, str] = {}
+    for match in re.finditer(r"!?\[([^\]\n]*)\]\(sandbox:([^)\s]*)\)", text):
+        label, name = match.group(1).strip(), match.group(2).rsplit("/", 1)[-1]
+        if label and name not in labels:
+            labels[name] = label
+    return labels
+
+
 def scrub_sandbox_links(text: str) -> str:
     """Replace `sandbox:/mnt/data/…` links (which do not work in Slack) with their label or file name.
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bot.render import StreamScrubber, scrub_sandbox_links, split_markdown
+from bot.render import StreamScrubber, sandbox_link_labels, scrub_sandbox_links, split_markdown
 
 
 @pytest.mark.parametrize(
@@ -71,3 +71,11 @@ def test_split_closes_and_reopens_a_code_fence() -> None:
 def test_short_text_is_one_piece() -> None:
     assert split_markdown("hi") == ["hi"]
     assert split_markdown("") == []
+
+
+def test_sandbox_link_labels_become_file_titles() -> None:
+    text = (
+        "See [월별 매출 차트](sandbox:/mnt/data/revenue.png) and ![](sandbox:/mnt/data/x.png), "
+        "[표](sandbox:/mnt/data/t.csv)"
+    )
+    assert sandbox_link_labels(text) == {"revenue.png": "월별 매출 차트", "t.csv": "표"}

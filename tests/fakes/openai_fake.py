@@ -86,11 +86,13 @@ class RecordedRequest:
 @dataclass
 class GeneratedFile:
     """A file the model writes to /mnt/data during a code run (container file, source "assistant").
-    With ``cite=True`` the answer links it and carries a ``container_file_citation`` annotation."""
+    With ``cite=True`` the answer links it (``[label](sandbox:/mnt/data/<filename>)``, the label defaulting
+    to the file name) and carries a ``container_file_citation`` annotation."""
 
     filename: str
     content: bytes
     cite: bool = True
+    label: str | None = None
 
 
 @dataclass
@@ -984,7 +986,7 @@ class FakeOpenAI:
             text, annotations = script.text, []
             for cfile in cited:
                 link = f"sandbox:/mnt/data/{cfile['filename']}"
-                text += f"\n\n[{cfile['filename']}]({link})"
+                text += f"\n\n[{cfile.pop('label') or cfile['filename']}]({link})"
                 start = len(text) - len(link) - 1
                 annotation = dict(type="container_file_citation", container_id=run.container_id, **cfile)
                 annotations.append({**annotation, "start_index": start, "end_index": start + len(link)})
@@ -1059,7 +1061,7 @@ class FakeOpenAI:
                 break
             cfile = self._add_container_file(record, generated.filename, generated.content, "assistant")
             if generated.cite:
-                cited.append({"file_id": cfile["id"], "filename": generated.filename})
+                cited.append({"file_id": cfile["id"], "filename": generated.filename, "label": generated.label})
         item["status"] = "completed"
         yield _ev("response.code_interpreter_call.completed", **at)
         if INCLUDE_CODE_OUTPUTS in run.include:

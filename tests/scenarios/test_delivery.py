@@ -74,7 +74,7 @@ async def test_generated_files_are_uploaded_once_in_order_and_links_replaced(
             text="월별 매출 차트와 요약표입니다.",
             code="plt.savefig('/mnt/data/revenue.png')",
             files=[
-                GeneratedFile("revenue.png", PNG_A),
+                GeneratedFile("revenue.png", PNG_A, label="월별 매출 차트"),
                 GeneratedFile("summary.csv", b"m,v\n1,2\n"),
                 GeneratedFile("uncited.png", PNG_B, cite=False),
             ],
@@ -93,7 +93,10 @@ async def test_generated_files_are_uploaded_once_in_order_and_links_replaced(
     assert "sales.csv" not in names, "the user's own file is never echoed back"
     assert len(names) == len(set(names)), "each file once, also after a later turn"
     answer = answer_texts(slack, "C1", ts)[0]
-    assert "sandbox:" not in answer and "revenue.png" in answer
+    assert "sandbox:" not in answer and "**월별 매출 차트**" in answer
+    titles = {f["name"]: f["title"] for m in bot_replies(slack, "C1", ts) for f in m.files}
+    assert titles["revenue.png"] == "월별 매출 차트", "titled from the answer's link"
+    assert titles["summary.csv"] == "summary.csv"
 
 
 async def test_feedback_buttons_are_recorded_with_the_response_id(
