@@ -47,6 +47,8 @@ class ThreadLimits:
 # A turn that was started this many times and never finished is not tried again (it may be what
 # crashes the process).
 MAX_TURN_ATTEMPTS = 3
+# Files shared in a thread before the bot was first asked there are looked up this far (200 a page).
+MAX_HISTORY_PAGES = 5
 
 
 @dataclass
@@ -184,13 +186,13 @@ class Conductor:
         return done
 
     async def _bring_files(self, turn: Turn, session: Session, reply: ThreadReply, lang: Language) -> set[str]:
-        """Upload the turn's (and, once, the thread root's) new files; report the ones that fail.
+        """Upload the turn's new files (and, once, those shared in the thread earlier); report failures.
 
         Returns the Slack ids of files that are new in the container this turn.
         """
         candidates: list[SlackFile] = list(turn.files)
         if turn.is_thread_reply and not session.root_checked:
-            candidates = [*await self._root_files(turn.thread), *candidates]
+            candidates = [*await self._earlier_thread_files(turn.thread, before_ts=turn.ts), *candidates]
             await self._store.update_session(turn.thread, root_checked=True)
         existing = await self._store.thread_files(turn.thread)
         known_ids = {f.slack_file_id for f in existing}
@@ -224,19 +226,28 @@ class Conductor:
                 total_bytes += brought.size_bytes
         return new_ids
 
-    async def _root_files(self, thread: ThreadKey) -> list[SlackFile]:
-        try:
-            response = await self._slack.conversations_replies(
-                channel=thread.channel, ts=thread.thread_ts, limit=1, inclusive=True
-            )
-        except SlackApiError as exc:
-            log.warning("conversations.replies failed for %s: %s", thread, exc.response.get("error"))
-            return []
-        messages = response.get("messages") or []
-        root = next((m for m in messages if m.get("ts") == thread.thread_ts), None)
-        if root is None:
-            return []
-        return [SlackFile.from_slack(f) for f in root.get("files") or []]
+    async def _earlier_thread_files(self, thread: ThreadKey, *, before_ts: str) -> list[SlackFile]:
+        """Files people shared in the thread (root first) before the bot was asked there."""
+        files: list[SlackFile] = []
+        cursor: str | None = None
+        for _page in range(MAX_HISTORY_PAGES):
+            try:
+                response = await self._slack.conversations_replies(
+                    channel=thread.channel, ts=thread.thread_ts, limit=200, cursor=cursor
+                )
+            except SlackApiError as exc:
+                log.warning("conversations.replies failed for %s: %s", thread, exc.response.get("error"))
+                break
+            for message in response.get("messages") or []:
+                if float(message.get("ts", "0")) >= float(before_ts):
+                    return files
+                if message.get("bot_id") or message.get("subtype") not in (None, "file_share", "thread_broadcast"):
+                    continue
+                files.extend(SlackFile.from_slack(f) for f in message.get("files") or [] if f.get("id"))
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if not response.get("has_more") or not cursor:
+                break
+        return files
 
     async def _ensure_container(
         self, session: Session, files: Sequence[ThreadFile], new_ids: set[str]

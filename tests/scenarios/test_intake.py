@@ -180,3 +180,23 @@ async def test_thread_file_limit(slack: FakeSlack, oai: FakeOpenAI, sqlite_url: 
         await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 2)
     assert "f1.csv" in answer_texts(slack, "C1", ts)[0] and "한도" in answer_texts(slack, "C1", ts)[0]
     assert list(uploaded_contents(oai)) == ["f0.csv"]
+
+
+async def test_files_shared_in_the_thread_before_the_mention_are_taken(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    async with run_bot(slack, oai, sqlite_url):
+        root = await slack.user_posts(
+            channel="C1", text="1월 매출", files=[slack.add_file(name="jan.csv", content=b"d,v\n1,2\n")]
+        )
+        await slack.user_posts(
+            channel="C1",
+            text="2월 것도",
+            thread_ts=root["ts"],
+            files=[slack.add_file(name="feb.csv", content=b"d,v\n3,4\n")],
+        )
+        await slack.user_posts(channel="C1", text="<@UBOT> 두 달 비교해줘", thread_ts=root["ts"])
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", root["ts"])) == 1)
+    assert sorted(uploaded_contents(oai)) == ["feb.csv", "jan.csv"]
+    text = turn_input(oai)
+    assert text.index("jan.csv") < text.index("feb.csv"), "root first"
