@@ -90,25 +90,47 @@ def split_markdown(text: str, limit: int = SLACK_MARKDOWN_LIMIT_CHARS) -> list[s
     pieces: list[str] = []
     rest = text
     while len(rest) > limit:
-        window = rest[:limit]
+        window = rest[: limit - 4]  # room to close a fence
         cut = window.rfind("\n\n")
-        if cut < limit // 2:
+        if cut < len(window) // 2:
             cut = window.rfind("\n")
-        if cut < limit // 4:
-            cut = limit
-        piece, rest = rest[:cut], rest[cut:].lstrip("\n")
+        if cut < len(window) // 4:
+            cut = len(window)
+        piece, rest = rest[:cut], rest[cut:]
+        rest = rest[2:] if rest.startswith("\n\n") else rest[1:] if rest.startswith("\n") else rest
         fence = _open_fence(piece)
         if fence is not None:
-            if len(piece) + 4 > limit:
-                # Make room for the closing fence.
-                extra = piece[limit - 4 :]
-                piece, rest = piece[: limit - 4], extra + rest
             piece += "\n```"
-            rest = fence + "\n" + rest
+            rest = f"{fence}\n{rest}"
         pieces.append(piece)
     if rest:
         pieces.append(rest)
     return pieces
+
+
+def fit_to_message(current: str, text: str, limit: int = SLACK_MARKDOWN_LIMIT_CHARS) -> tuple[str, list[str]]:
+    """Place `text` after a message that already shows `current`.
+
+    Returns `(head, new_messages)`: `head` is appended to the current message, `new_messages` each
+    start a new message. When `text` does not fit, the current message ends at the last paragraph
+    break that fits outside a code block (so tables and code stay whole); a code block that is open
+    at the break is closed there and reopened in the next message.
+    """
+    if len(current) + len(text) <= limit:
+        return text, []
+    room = limit - len(current) - 4  # keep room to close a fence
+    cut = 0
+    for match in re.finditer(r"\n\n", text):
+        if match.start() > room:
+            break
+        if _open_fence(current + text[: match.start()]) is None:
+            cut = match.start()
+    head, rest = text[:cut], text[cut:].lstrip("\n")
+    fence = _open_fence(current + head)
+    if fence is not None:
+        head += "\n```"
+        rest = f"{fence}\n{rest}"
+    return head, split_markdown(rest, limit)
 
 
 def _open_fence(text: str) -> str | None:

@@ -14,7 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.domain import ThreadKey
 from bot.errors import SlackProblem
-from bot.render import SLACK_MARKDOWN_LIMIT_CHARS, StreamScrubber, split_markdown
+from bot.render import StreamScrubber, fit_to_message
 
 log = logging.getLogger(__name__)
 
@@ -97,27 +97,19 @@ class ThreadReply:
             await self.flush()
 
     async def flush(self) -> None:
-        """Send buffered text now."""
+        """Send buffered text now, continuing in new messages where Slack's size limit requires."""
         if not self._pending:
             return
         text, self._pending = self._pending, ""
         self._last_flush = time.monotonic()
-        for piece in self._pieces(text):
+        head, new_messages = fit_to_message(self._message_text, text)
+        if head:
+            await self._send(head)
+        for piece in new_messages:
+            await self._close_message()
             await self._send(piece)
 
-    def _pieces(self, text: str) -> list[str]:
-        room = SLACK_MARKDOWN_LIMIT_CHARS - len(self._message_text)
-        if len(text) <= room:
-            return [text]
-        # Start a new message for what does not fit; split long text at paragraph boundaries.
-        return ["\n", *split_markdown(text)] if self._message_ts else split_markdown(text)
-
     async def _send(self, piece: str) -> None:
-        if piece == "\n" and self._message_ts is not None:
-            await self._close_message()
-            return
-        if self._message_ts is not None and len(self._message_text) + len(piece) > SLACK_MARKDOWN_LIMIT_CHARS:
-            await self._close_message()
         if self._message_ts is None:
             await self._open_message(piece)
         elif self._streaming:

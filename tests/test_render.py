@@ -2,7 +2,7 @@
 
 import pytest
 
-from bot.render import StreamScrubber, sandbox_link_labels, scrub_sandbox_links, split_markdown
+from bot.render import StreamScrubber, fit_to_message, sandbox_link_labels, scrub_sandbox_links, split_markdown
 
 
 @pytest.mark.parametrize(
@@ -79,3 +79,33 @@ def test_sandbox_link_labels_become_file_titles() -> None:
         "[표](sandbox:/mnt/data/t.csv)"
     )
     assert sandbox_link_labels(text) == {"revenue.png": "월별 매출 차트", "t.csv": "표"}
+
+
+TABLE = "| a | b |\n|---|---|\n" + "\n".join(f"| {i} | {i * 2} |" for i in range(10))
+CODE = "```python\n" + "\n".join(f"x = {i}" for i in range(10)) + "\n```"
+
+
+@pytest.mark.parametrize(
+    ("current", "text", "limit", "head", "new"),
+    [
+        pytest.param("abc", "def", 100, "def", [], id="fits"),
+        pytest.param("", "x" * 50, 40, "", ["x" * 36, "x" * 14], id="empty-message-hard-split"),
+    ],
+)
+def test_fit_to_message(current: str, text: str, limit: int, head: str, new: list[str]) -> None:
+    assert fit_to_message(current, text, limit) == (head, new)
+
+
+def test_fit_to_message_keeps_a_table_whole_when_it_fits_a_message() -> None:
+    head, new = fit_to_message("intro " * 10, "\n\nmore text\n\n" + TABLE, limit=len(TABLE) + 20)
+    assert head == "\n\nmore text"
+    assert new == [TABLE]
+
+
+def test_fit_to_message_closes_and_reopens_an_open_code_block() -> None:
+    current = "Here is code:\n\n```python\nx = 1"
+    head, new = fit_to_message(current, "\ny = 2\n" * 20 + "```", limit=80)
+    assert (current + head).count("```") % 2 == 0
+    assert new[0].startswith("```python")
+    assert all(piece.count("```") % 2 == 0 for piece in new)
+    assert "".join(new).replace("```python\n", "").count("y = 2") + head.count("y = 2") == 20
