@@ -7,6 +7,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
+import aiohttp
 import openai
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
@@ -34,11 +35,16 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_S = 7.0
 
 
-def build_slack_client(settings: Settings) -> AsyncWebClient:
-    """A Web API client that waits out rate limits and retries transient failures."""
+def build_slack_client(settings: Settings, *, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
+    """A Web API client that waits out rate limits and retries transient failures.
+
+    With `session` all calls share its connection pool (without one, slack_sdk opens a new
+    connection, and TLS handshake, for every call).
+    """
     return AsyncWebClient(
         token=settings.slack_bot_token,
         base_url=settings.slack_api_url,
+        session=session,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(max_retry_count=2),
             AsyncRateLimitErrorRetryHandler(max_retry_count=4),
@@ -67,6 +73,7 @@ class Bot:
     intake: Intake
     openai_client: openai.AsyncOpenAI
     slack_client: AsyncWebClient
+    http: aiohttp.ClientSession
 
     async def resume_unfinished(self) -> int:
         """Queue turns acknowledged before a restart but never answered; returns how many."""
@@ -80,9 +87,9 @@ class Bot:
     async def close(self, *, grace_s: float = SHUTDOWN_GRACE_S) -> None:
         """Stop taking work, give running turns `grace_s`, then release every client."""
         await self.scheduler.close(grace_s=grace_s)
-        await self.intake.close()
         await self.openai_client.close()
         await self.store.close()
+        await self.http.close()
 
 
 async def build_bot(
@@ -93,7 +100,9 @@ async def build_bot(
     store: Store | None = None,
 ) -> Bot:
     """Wire a bot from `settings`; tests pass clients aimed at the loopback fakes."""
-    slack = slack_client or build_slack_client(settings)
+    # One connection pool for Slack's Web API and its file downloads.
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60))
+    slack = slack_client or build_slack_client(settings, session=http)
     oai = openai_client or build_openai_client(settings)
     db = store or await Store.open(settings.database_url)
     workspace = Workspace(oai, memory_limit=settings.container_memory_limit)
@@ -102,6 +111,7 @@ async def build_bot(
         workspace=workspace,
         bot_token=settings.slack_bot_token,
         size_limit_bytes=settings.file_size_limit_bytes,
+        http=http,
     )
     conductor = Conductor(
         store=db,
@@ -127,6 +137,7 @@ async def build_bot(
         intake=intake,
         openai_client=oai,
         slack_client=slack,
+        http=http,
     )
 
 

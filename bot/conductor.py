@@ -29,7 +29,9 @@ from bot.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-PHASE_STATUS = {"reasoning": "status.thinking", "running_python": "status.running_python", "writing": "status.writing"}
+# The "writing" phase needs no status: the streamed text itself shows it (and a status call there
+# would delay the first visible text by a round trip).
+PHASE_STATUS = {"reasoning": "status.thinking", "running_python": "status.running_python"}
 
 
 class _Stopped(Exception):
@@ -172,7 +174,7 @@ class Conductor:
             container_id = await self._new_container(thread, files)
             done, outputs = await self._stream(turn, reply, conversation_id, container_id, files, new_ids, True)
         await reply.flush()
-        await self._deliver_outputs(reply, lang, done, outputs, container_id)
+        await self._deliver_outputs(reply, lang, done, outputs)
         if not reply.has_text and not outputs.cited and not outputs.images:
             await reply.write(t("turn.empty_answer", lang))
         await reply.finish(
@@ -303,7 +305,7 @@ class Conductor:
                     if reply.first_ts and not saved_reply_ts:
                         await self._store.set_reply_ts(turn.id, reply.first_ts)
                         saved_reply_ts = True
-                elif isinstance(event, Progress):
+                elif isinstance(event, Progress) and event.phase in PHASE_STATUS:
                     await reply.flush()
                     await reply.set_status(t(PHASE_STATUS[event.phase], lang))
                 elif isinstance(event, FileCited):
@@ -314,11 +316,10 @@ class Conductor:
                     return event, outputs
         raise BotError("stream ended without TurnDone")
 
-    async def _deliver_outputs(
-        self, reply: ThreadReply, lang: Language, done: TurnDone, outputs: _Outputs, container_id: str
-    ) -> None:
+    async def _deliver_outputs(self, reply: ThreadReply, lang: Language, done: TurnDone, outputs: _Outputs) -> None:
         """Upload every file and image the model produced this turn, once, cited ones first."""
-        containers = list(dict.fromkeys([*done.container_ids, container_id]))
+        # Only containers where code ran this turn can hold new files: no listing call otherwise.
+        containers = list(dict.fromkeys([*done.container_ids, *(c.container_id for c in outputs.cited)]))
         ordered: list[tuple[str, str, str]] = [(c.container_id, c.file_id, c.filename) for c in outputs.cited]
         for cid in containers:
             try:

@@ -15,6 +15,7 @@ import hashlib
 import logging
 import tempfile
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
@@ -55,6 +56,7 @@ class Profile:
     delimiter: str | None
     rows: int | None
     columns: tuple[str, ...]
+    converted: bool = True  # False: the original bytes are already plain UTF-8 and were not copied
 
     def describe(self) -> str:
         parts = [f"original encoding {self.encoding}, converted to UTF-8" if self.encoding != "utf-8" else "UTF-8"]
@@ -77,7 +79,7 @@ def file_kind(file: SlackFile) -> str:
 
 
 class Intake:
-    """Brings Slack files into OpenAI. One instance per process; `close()` frees its HTTP session."""
+    """Brings Slack files into OpenAI, downloading through the caller's HTTP session."""
 
     def __init__(
         self,
@@ -86,23 +88,13 @@ class Intake:
         workspace: Workspace,
         bot_token: str,
         size_limit_bytes: int,
-        http: aiohttp.ClientSession | None = None,
+        http: aiohttp.ClientSession,
     ) -> None:
         self._slack = slack
         self._workspace = workspace
         self._bot_token = bot_token
         self._limit = size_limit_bytes
         self._http = http
-        self._owns_http = http is None
-
-    async def close(self) -> None:
-        if self._http is not None and self._owns_http:
-            await self._http.close()
-
-    def _session(self) -> aiohttp.ClientSession:
-        if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=60))
-        return self._http
 
     async def resolve(self, file: SlackFile) -> SlackFile:
         """Fill in a stub file entry (`file_access: check_file_info`) with `files.info`."""
@@ -160,7 +152,12 @@ class Intake:
             if file_kind(file) in TEXT_TYPES:
                 converted = Path(tmp) / "utf8"
                 profile = await asyncio.to_thread(_to_utf8, raw, converted, file)
-                upload_path, description = converted, f"{size} bytes; {profile.describe()}"
+                if profile.converted:
+                    upload_path = converted
+                    if (converted_size := converted.stat().st_size) > self._limit:
+                        # CP949 text grows by about a fifth in UTF-8.
+                        raise self._too_large(file.name, converted_size)
+                description = f"{size} bytes; {profile.describe()}"
             file_id = await self._workspace.upload_file(upload_path, filename=file.name)
         log.info(
             "file %s (%s, %d bytes, sha256 %s…) uploaded as %s", file.id, file_kind(file), size, digest[:12], file_id
@@ -181,7 +178,7 @@ class Intake:
         digest = hashlib.sha256()
         size = 0
         try:
-            async with self._session().get(file.url, headers=headers, allow_redirects=True) as resp:
+            async with self._http.get(file.url, headers=headers, allow_redirects=True) as resp:
                 if resp.status in (404, 410):
                     raise FileUnavailable(file.name, f"HTTP {resp.status}")
                 if resp.status != 200:
@@ -236,6 +233,7 @@ def _detect_encoding(head: bytes) -> str:
 def _to_utf8(src: Path, dest: Path, file: SlackFile) -> Profile:
     """Copy `src` to `dest` as UTF-8 (no BOM), streaming; returns the file's profile.
 
+    A file that already is plain UTF-8 is only validated and profiled (`converted=False`, no copy).
     Raises `FileUnsupported` when the bytes are not text (e.g. a PNG named `.csv`).
     """
     with src.open("rb") as fh:
@@ -243,12 +241,13 @@ def _to_utf8(src: Path, dest: Path, file: SlackFile) -> Profile:
     if head.startswith(_BINARY_SIGNATURES) or (b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff"))):
         raise FileUnsupported(file.name, "binary content in a text file")
     encoding = _detect_encoding(head)
+    copy = encoding != "utf-8"
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
     newlines = 0
     last = ""
     text_head = ""
     try:
-        with src.open("rb") as fin, dest.open("w", encoding="utf-8", newline="") as fout:
+        with src.open("rb") as fin, dest.open("w", encoding="utf-8", newline="") if copy else nullcontext() as fout:
             while chunk := fin.read(CHUNK_BYTES):
                 text = decoder.decode(chunk)
                 if len(text_head) < SNIFF_BYTES:
@@ -256,9 +255,11 @@ def _to_utf8(src: Path, dest: Path, file: SlackFile) -> Profile:
                 newlines += text.count("\n")
                 if text:
                     last = text[-1]
-                fout.write(text)
+                if fout is not None:
+                    fout.write(text)
             tail = decoder.decode(b"", final=True)
-            fout.write(tail)
+            if fout is not None:
+                fout.write(tail)
             if tail:
                 last = tail[-1]
     except UnicodeDecodeError as exc:
@@ -268,7 +269,7 @@ def _to_utf8(src: Path, dest: Path, file: SlackFile) -> Profile:
     name = "utf-8" if encoding in {"utf-8", "utf-8-sig", "ascii"} else encoding
     kind = file_kind(file)
     if kind in {"json", "jsonl", "ndjson"}:
-        return Profile(encoding=name, delimiter=None, rows=None, columns=())
+        return Profile(encoding=name, delimiter=None, rows=None, columns=(), converted=copy)
     lines = newlines + (1 if last and last != "\n" else 0)
     delimiter = _sniff_delimiter(text_head, kind)
     columns: tuple[str, ...] = ()
@@ -276,7 +277,7 @@ def _to_utf8(src: Path, dest: Path, file: SlackFile) -> Profile:
     if first_line:
         with contextlib.suppress(csv.Error):
             columns = tuple(c.strip() for c in next(csv.reader([first_line], delimiter=delimiter)))
-    return Profile(encoding=name, delimiter=delimiter, rows=max(lines - 1, 0), columns=columns)
+    return Profile(encoding=name, delimiter=delimiter, rows=max(lines - 1, 0), columns=columns, converted=copy)
 
 
 def _sniff_delimiter(text: str, kind: str) -> str:

@@ -25,7 +25,9 @@ def test_round_trip_is_identical_text(tmp_path: Path, data: bytes, encoding: str
     src, dest = tmp_path / "raw", tmp_path / "utf8"
     src.write_bytes(data)
     profile = _to_utf8(src, dest, SlackFile(id="F1", name="reviews.csv"))
-    assert dest.read_bytes().decode("utf-8") == REVIEWS
+    uploaded = dest if profile.converted else src
+    assert uploaded.read_bytes().decode("utf-8") == REVIEWS
+    assert profile.converted == (data != REVIEWS.encode("utf-8")), "plain UTF-8 is not copied"
     assert profile.encoding == encoding
     assert profile.columns == ("리뷰ID", "평점", "내용")
     assert profile.rows == 3
@@ -37,6 +39,7 @@ def test_large_cp949_file_is_converted_across_chunk_boundaries(tmp_path: Path) -
     src, dest = tmp_path / "raw", tmp_path / "utf8"
     src.write_bytes(text.encode("cp949"))
     profile = _to_utf8(src, dest, SlackFile(id="F1", name="big.csv"))
+    assert profile.converted
     assert dest.read_text(encoding="utf-8") == text
     assert profile.rows == 59_999  # no header line: the first row counts as the header
 

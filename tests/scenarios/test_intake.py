@@ -200,3 +200,16 @@ async def test_files_shared_in_the_thread_before_the_mention_are_taken(
     assert sorted(uploaded_contents(oai)) == ["feb.csv", "jan.csv"]
     text = turn_input(oai)
     assert text.index("jan.csv") < text.index("feb.csv"), "root first"
+
+
+async def test_file_that_outgrows_the_limit_when_converted_is_refused_as_too_large(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    # ~0.9 MB in CP949, ~1.4 MB as UTF-8
+    korean = ("이름,메모\n" + "홍길동,가나다라마바사아자차카타파하\n" * 25_000).encode("cp949")
+    assert len(korean) < 1_048_576 < len(korean.decode("cp949").encode())
+    async with run_bot(slack, oai, sqlite_url, env={"FILE_SIZE_LIMIT_MB": "1"}):
+        ts = await share(slack, [slack.add_file(name="memo.csv", content=korean)])
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 2)
+    assert "너무 큽니다" in answer_texts(slack, "C1", ts)[0]
+    assert not oai.files
