@@ -98,16 +98,20 @@ class ThreadReply:
 
     async def flush(self) -> None:
         """Send buffered text now, continuing in new messages where Slack's size limit requires."""
-        if not self._pending:
-            return
+        if not self._pending.strip() and self._message_ts is None:
+            return  # Slack refuses a message of only white space: wait for real text
         text, self._pending = self._pending, ""
         self._last_flush = time.monotonic()
         head, new_messages = fit_to_message(self._message_text, text)
-        if head:
-            await self._send(head)
-        for piece in new_messages:
-            await self._close_message()
-            await self._send(piece)
+        try:
+            if head:
+                await self._send(head)
+            for piece in new_messages:
+                await self._close_message()
+                await self._send(piece)
+        except SlackProblem:
+            log.error("answer text Slack did not take in %s (%d chars): %s", self._thread, len(text), text)
+            raise
 
     async def _send(self, piece: str) -> None:
         if self._message_ts is None:
@@ -185,6 +189,7 @@ class ThreadReply:
         """Flush the rest of the text and close the answer message, with `blocks` under it if streamed."""
         self._pending += self._scrubber.flush()
         await self.flush()
+        self._pending = ""
         await self._close_message(blocks)
 
     # ---- separate messages -----------------------------------------------------------------------------
