@@ -13,6 +13,8 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
+from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -23,6 +25,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot import listeners
 from bot.conductor import Conductor, ThreadLimits
 from bot.config import Settings
+from bot.errors import ConfigError
 from bot.intake import Intake
 from bot.scheduler import TurnScheduler
 from bot.store import Store
@@ -35,14 +38,16 @@ log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_S = 7.0
 
 
-def build_slack_client(settings: Settings, *, session: aiohttp.ClientSession | None = None) -> AsyncWebClient:
+def build_slack_client(
+    settings: Settings, *, session: aiohttp.ClientSession | None = None, with_token: bool = True
+) -> AsyncWebClient:
     """A Web API client that waits out rate limits and retries transient failures.
 
     With `session` all calls share its connection pool (without one, slack_sdk opens a new
     connection, and TLS handshake, for every call).
     """
     return AsyncWebClient(
-        token=settings.slack_bot_token,
+        token=settings.slack_bot_token if with_token else None,
         base_url=settings.slack_api_url,
         session=session,
         retry_handlers=[
@@ -63,6 +68,43 @@ def build_openai_client(settings: Settings) -> openai.AsyncOpenAI:
 
 
 @dataclass
+class BotIdentity:
+    """Who the bot is (auth.test), asked once and cached; Bolt's `authorize` function.
+
+    Bolt's own single-workspace authorization caches auth.test only after the first call returns,
+    so a burst of first events would each call it.
+    """
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self._client = client
+        self._lock = asyncio.Lock()
+        self._result: AuthorizeResult | None = None
+
+    async def result(self) -> AuthorizeResult:
+        """The cached auth.test result (asked on first use, once however many callers wait)."""
+        if self._result is None:
+            async with self._lock:
+                if self._result is None:
+                    response = await self._client.auth_test()
+                    self._result = AuthorizeResult.from_auth_test_response(
+                        auth_test_response=response, bot_token=self._client.token
+                    )
+        return self._result
+
+    async def check(self) -> None:
+        """Ask Slack once at start-up; a rejected token stops the bot with a clear message."""
+        try:
+            await self.result()
+        except SlackApiError as exc:
+            error = exc.response.get("error", "unknown")
+            raise ConfigError(
+                "SLACK_BOT_TOKEN",
+                f"was rejected by Slack ({error}): copy the Bot User OAuth Token again from the app's "
+                "'OAuth & Permissions' page (reinstall the app if it was revoked)",
+            ) from None
+
+
+@dataclass
 class Bot:
     """A wired bot: the Bolt app plus everything it owns."""
 
@@ -74,6 +116,7 @@ class Bot:
     openai_client: openai.AsyncOpenAI
     slack_client: AsyncWebClient
     http: aiohttp.ClientSession
+    identity: BotIdentity
 
     async def resume_unfinished(self) -> int:
         """Queue turns acknowledged before a restart but never answered; returns how many."""
@@ -122,8 +165,16 @@ async def build_bot(
         limits=ThreadLimits(max_files=settings.max_files_per_thread, max_bytes=settings.max_thread_mb * 1_048_576),
     )
     scheduler = TurnScheduler(conductor.run, max_concurrent=settings.max_concurrent_turns)
+    identity = BotIdentity(slack)
+
+    # A plain function: Bolt passes arguments by their names (and would pass a method its `self`).
+    async def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
+        return await identity.result()
+
     app = AsyncApp(
-        client=slack,
+        # Bolt copies this client per request and gives it the token from `authorize`.
+        client=build_slack_client(settings, session=http, with_token=False),
+        authorize=authorize,
         signing_secret=settings.slack_signing_secret or "",
         request_verification_enabled=not settings.socket_mode,
         process_before_response=True,
@@ -138,6 +189,7 @@ async def build_bot(
         openai_client=oai,
         slack_client=slack,
         http=http,
+        identity=identity,
     )
 
 
@@ -159,7 +211,15 @@ def http_app(bot: Bot) -> web.Application:
 
 
 async def serve(bot: Bot, *, stop: asyncio.Event, host: str = "0.0.0.0") -> None:
-    """Run the configured transport until `stop` is set, then shut down in order."""
+    """Run the configured transport until `stop` is set, then shut down in order.
+
+    Raises `ConfigError` when Slack rejects the bot token.
+    """
+    try:
+        await bot.identity.check()
+    except ConfigError:
+        await bot.close(grace_s=0)
+        raise
     await bot.resume_unfinished()
     if bot.settings.socket_mode:
         assert bot.settings.slack_app_token is not None

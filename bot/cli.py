@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -38,8 +39,12 @@ def main(argv: list[str] | None = None) -> int:
         mode = "Socket Mode" if settings.socket_mode else f"HTTP mode on port {settings.port}"
         print(f"configuration ok: {mode}, model {settings.openai_model}")
         return 0
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(settings))
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_run(settings))
+    except ConfigError as err:
+        print(f"configuration error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
     return 0
 
 
@@ -51,6 +56,10 @@ async def _run(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     bot = await build_bot(settings)
+    # Start-up objects live for the whole run: keep them out of the collector's way, so a first burst
+    # of events does not meet a full collection.
+    gc.collect()
+    gc.freeze()
     log.info("starting (%s)", "Socket Mode" if settings.socket_mode else "HTTP mode")
     await serve(bot, stop=stop)
     log.info("stopped")

@@ -91,6 +91,19 @@ class Turn:
 
 
 @dataclass(frozen=True)
+class Incoming:
+    """A user message that may be for the bot."""
+
+    thread: ThreadKey
+    ts: str
+    user_id: str
+    text: str
+    files: tuple[SlackFile, ...]
+    is_thread_reply: bool
+    starts_session: bool
+
+
+@dataclass(frozen=True)
 class Session:
     """What the bot remembers of a thread between turns and restarts."""
 

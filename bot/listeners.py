@@ -9,14 +9,13 @@ acknowledged: an acknowledged message is never lost, even if the process dies ri
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 
-from bot.domain import SlackFile, ThreadKey, mentions, strip_mentions
+from bot.domain import Incoming, SlackFile, ThreadKey, mentions, strip_mentions
 from bot.reply import FEEDBACK_ACTION_ID
 from bot.scheduler import TurnScheduler
 from bot.store import Store
@@ -28,19 +27,6 @@ log = logging.getLogger(__name__)
 USER_SUBTYPES = {None, "file_share", "thread_broadcast"}
 # A reply that is only one of these stops the thread's running analysis.
 STOP_WORDS = {"stop", "cancel", "중지", "그만", "멈춰", "취소", "스톱"}
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """A user message that may be for the bot."""
-
-    thread: ThreadKey
-    ts: str
-    user_id: str
-    text: str
-    files: tuple[SlackFile, ...]
-    is_thread_reply: bool
-    starts_session: bool
 
 
 def classify(event: dict[str, Any], *, team_id: str, bot_user_id: str | None) -> Incoming | None:
@@ -96,15 +82,7 @@ def register(app: AsyncApp, *, store: Store, scheduler: TurnScheduler) -> None:
             stopped = scheduler.stop(incoming.thread)
             log.info("stop requested in %s (%s)", incoming.thread, "stopping" if stopped else "nothing running")
             return
-        turn = await store.accept_message(
-            thread=incoming.thread,
-            ts=incoming.ts,
-            user_id=incoming.user_id,
-            text=incoming.text,
-            files=incoming.files,
-            is_thread_reply=incoming.is_thread_reply,
-            starts_session=incoming.starts_session,
-        )
+        turn = await store.accept_message(incoming)
         if turn is None:
             log.debug("ignored duplicate or session-less message %s in %s", incoming.ts, incoming.thread)
             return

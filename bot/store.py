@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from bot.domain import Session, SlackFile, ThreadFile, ThreadKey, Turn
+from bot.acceptor import TurnAcceptor
+from bot.domain import Incoming, Session, SlackFile, ThreadFile, ThreadKey, Turn
 
 metadata = sa.MetaData()
 
@@ -116,6 +116,7 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._dialect = engine.dialect.name
+        self._acceptor = TurnAcceptor(engine, sessions=sessions, turns=turns, insert=self._insert)
 
     @classmethod
     async def open(cls, database_url: str) -> Store:
@@ -124,6 +125,9 @@ class Store:
         kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": 30}
+        else:
+            # Enough connections for the turns running at once plus the acceptor, without reconnects.
+            kwargs.update(pool_size=20, max_overflow=10, pool_pre_ping=True)
         engine = create_async_engine(url, **kwargs)
         if engine.dialect.name == "sqlite":
 
@@ -140,80 +144,26 @@ class Store:
         return cls(engine)
 
     async def close(self) -> None:
+        await self._acceptor.close()
         await self._engine.dispose()
 
     def _insert(self, table: sa.Table) -> Any:
+        """INSERT with the dialect's ON CONFLICT support."""
         if self._dialect == "postgresql":
             return postgresql.insert(table)
         return sqlite.insert(table)
 
     # ---- sessions ---------------------------------------------------------------------------------------
 
-    async def accept_message(
-        self,
-        *,
-        thread: ThreadKey,
-        ts: str,
-        user_id: str,
-        text: str,
-        files: Sequence[SlackFile],
-        is_thread_reply: bool,
-        starts_session: bool,
-    ) -> Turn | None:
-        """Record a user message as a pending turn, exactly once.
+    async def accept_message(self, incoming: Incoming) -> Turn | None:
+        """Record a user message as a pending turn, exactly once, durably before returning.
 
-        With `starts_session` the thread's session is created if missing; otherwise the message is
+        A message that `starts_session` creates the thread's session if missing; any other message is
         only accepted when the thread already has a session. Returns the new turn, or None when the
-        message is not ours or was already recorded (a duplicate delivery).
+        message is not ours or was already recorded (a duplicate delivery). Concurrent calls are
+        committed together (see `bot.acceptor`).
         """
-        now = time.time()
-        async with self._engine.begin() as conn:
-            if starts_session:
-                await conn.execute(
-                    self._insert(sessions)
-                    .values(
-                        team_id=thread.team_id,
-                        channel=thread.channel,
-                        thread_ts=thread.thread_ts,
-                        root_checked=not is_thread_reply,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                    .on_conflict_do_nothing()
-                )
-            elif await self._session_row(conn, thread) is None:
-                return None
-            result = await conn.execute(
-                self._insert(turns)
-                .values(
-                    team_id=thread.team_id,
-                    channel=thread.channel,
-                    ts=ts,
-                    thread_ts=thread.thread_ts,
-                    user_id=user_id,
-                    text=text,
-                    files_json=json.dumps([f.to_json() for f in files]),
-                    is_thread_reply=is_thread_reply,
-                    status="pending",
-                    attempts=0,
-                    created_at=now,
-                    updated_at=now,
-                )
-                .on_conflict_do_nothing()
-                .returning(turns.c.id)
-            )
-            row = result.first()
-            if row is None:
-                return None
-            return Turn(
-                id=int(row[0]),
-                thread=thread,
-                ts=ts,
-                user_id=user_id,
-                text=text,
-                files=tuple(files),
-                is_thread_reply=is_thread_reply,
-            )
+        return await self._acceptor.accept(incoming)
 
     async def _session_row(self, conn: AsyncConnection, thread: ThreadKey) -> sa.Row[Any] | None:
         result = await conn.execute(sa.select(sessions).where(*_thread_where(sessions, thread)))

@@ -1,0 +1,187 @@
+"""Records incoming user messages as pending turns, exactly once, in group commits.
+
+Slack must be acknowledged within 3 s, and only after the message is durable. When hundreds of
+events arrive together, one transaction per event queues them behind each other (SQLite's file lock,
+a small PostgreSQL pool). So concurrent calls are gathered by one writer task and committed
+together: every caller still returns only after its own row is committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bot.domain import Incoming, ThreadKey, Turn
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 100
+# Keys of recently recorded messages, so Slack's duplicate deliveries skip the database.
+REMEMBERED_KEYS = 20_000
+
+MessageKey = tuple[str, str, str]  # team, channel, ts
+
+
+class TurnAcceptor:
+    """`accept(incoming)` -> the new `Turn`, or None for a duplicate or a message that is not ours."""
+
+    def __init__(self, engine: AsyncEngine, *, sessions: sa.Table, turns: sa.Table, insert: Any) -> None:
+        self._engine = engine
+        self._sessions = sessions
+        self._turns = turns
+        self._insert_session = insert(sessions).on_conflict_do_nothing()
+        self._insert_turn = (
+            insert(turns).on_conflict_do_nothing().returning(turns.c.id, turns.c.team_id, turns.c.channel, turns.c.ts)
+        )
+        self._queue: list[tuple[Incoming, asyncio.Future[Turn | None]]] = []
+        self._inflight: dict[MessageKey, asyncio.Future[Turn | None]] = {}
+        self._recent: OrderedDict[MessageKey, None] = OrderedDict()
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._closing = False
+
+    async def accept(self, incoming: Incoming) -> Turn | None:
+        """Record `incoming` (durably) unless it was recorded before; see `Store.accept_message`."""
+        key = (incoming.thread.team_id, incoming.thread.channel, incoming.ts)
+        if key in self._recent:
+            return None
+        earlier = self._inflight.get(key)
+        if earlier is not None:
+            # The other delivery of the same message: acknowledge only once that one is durable.
+            await asyncio.shield(earlier)
+            return None
+        future: asyncio.Future[Turn | None] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        self._queue.append((incoming, future))
+        self._wake.set()
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_loop(), name="turn-acceptor")
+        return await asyncio.shield(future)
+
+    async def close(self, *, timeout_s: float = 5.0) -> None:
+        """Finish queued writes (up to `timeout_s`) and stop the writer."""
+        self._closing = True
+        self._wake.set()
+        if self._writer is not None and not self._writer.done():
+            done, _ = await asyncio.wait({self._writer}, timeout=timeout_s)
+            if not done:
+                self._writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._writer
+        for _incoming, future in self._queue:
+            if not future.done():
+                future.set_exception(RuntimeError("store closed"))
+
+    async def _write_loop(self) -> None:
+        while not (self._closing and not self._queue):
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                try:
+                    results = await self._write([incoming for incoming, _ in batch])
+                except Exception as exc:
+                    log.exception("recording %d incoming message(s) failed", len(batch))
+                    for incoming, future in batch:
+                        self._inflight.pop(_key(incoming), None)
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for incoming, future in batch:
+                    key = _key(incoming)
+                    self._inflight.pop(key, None)
+                    self._remember(key)
+                    if not future.done():
+                        future.set_result(results.get(key))
+
+    def _remember(self, key: MessageKey) -> None:
+        self._recent[key] = None
+        if len(self._recent) > REMEMBERED_KEYS:
+            self._recent.popitem(last=False)
+
+    async def _write(self, batch: list[Incoming]) -> dict[MessageKey, Turn]:
+        """One transaction for the whole batch; returns the turns that were new, by message key."""
+        now = time.time()
+        by_key: dict[MessageKey, Incoming] = {}
+        for incoming in batch:
+            by_key.setdefault(_key(incoming), incoming)
+        messages = list(by_key.values())
+        async with self._engine.begin() as conn:
+            starting: dict[ThreadKey, Incoming] = {}
+            for m in messages:
+                if m.starts_session:
+                    starting.setdefault(m.thread, m)
+            if starting:
+                await conn.execute(
+                    self._insert_session,
+                    [
+                        {
+                            "team_id": t.team_id,
+                            "channel": t.channel,
+                            "thread_ts": t.thread_ts,
+                            "root_checked": not m.is_thread_reply,
+                            "created_at": now,
+                            "updated_at": now,
+                        }
+                        for t, m in starting.items()
+                    ],
+                )
+            others = {m.thread for m in messages if m.thread not in starting}
+            known = set(starting)
+            if others:
+                columns = (self._sessions.c.team_id, self._sessions.c.channel, self._sessions.c.thread_ts)
+                result = await conn.execute(
+                    sa.select(*columns).where(
+                        sa.tuple_(*columns).in_([(t.team_id, t.channel, t.thread_ts) for t in others])
+                    )
+                )
+                known |= {ThreadKey(*row) for row in result}
+            ours = [m for m in messages if m.thread in known]
+            if not ours:
+                return {}
+            result = await conn.execute(
+                self._insert_turn,
+                [
+                    {
+                        "team_id": m.thread.team_id,
+                        "channel": m.thread.channel,
+                        "ts": m.ts,
+                        "thread_ts": m.thread.thread_ts,
+                        "user_id": m.user_id,
+                        "text": m.text,
+                        "files_json": json.dumps([f.to_json() for f in m.files]),
+                        "is_thread_reply": m.is_thread_reply,
+                        "status": "pending",
+                        "attempts": 0,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for m in ours
+                ],
+            )
+            ids = {(row.team_id, row.channel, row.ts): int(row.id) for row in result}
+        return {
+            key: Turn(
+                id=ids[key],
+                thread=m.thread,
+                ts=m.ts,
+                user_id=m.user_id,
+                text=m.text,
+                files=m.files,
+                is_thread_reply=m.is_thread_reply,
+            )
+            for m in ours
+            if (key := _key(m)) in ids
+        }
+
+
+def _key(incoming: Incoming) -> MessageKey:
+    return (incoming.thread.team_id, incoming.thread.channel, incoming.ts)
