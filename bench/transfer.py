@@ -151,6 +151,10 @@ class _StreamingOpenAI(FakeOpenAI):
         super().__init__()
         self.uploads: list[_Upload] = []
 
+    async def __aenter__(self) -> _StreamingOpenAI:
+        await self.start()
+        return self
+
     async def _read_multipart(self, request: web.Request) -> tuple[dict[str, str], tuple[str, Any] | None]:
         if not request.content_type.startswith("multipart/"):
             raise _missing("file")
@@ -185,6 +189,10 @@ class _TimedSlack(FakeSlack):
     def __init__(self) -> None:
         super().__init__()
         self.downloads: list[tuple[float, float]] = []
+
+    async def __aenter__(self) -> _TimedSlack:
+        await self.start()
+        return self
 
     async def _handle_download(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
@@ -266,7 +274,7 @@ async def bot_in_process(path: Path, *, name: str, db_dir: Path, timeout_s: floa
     async with (
         _TimedSlack() as slack,
         _StreamingOpenAI() as oai,
-        run_bot(slack, oai, f"sqlite:///{db_dir / 'inproc.sqlite3'}"),
+        run_bot(slack, oai, f"sqlite:///{db_dir / f'inproc-{name}.sqlite3'}"),  # fresh: event ids repeat
     ):
         return await _post_and_wait(slack, oai, path=path, name=name, timeout_s=timeout_s)
 
@@ -421,7 +429,8 @@ async def main_async(args: argparse.Namespace) -> int:
         print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
     print()
     print("\n".join(details))
-    print(f"temp dirs left behind ({TEMP_PREFIX}* in {tempfile.gettempdir()}): {len(left)} {left if left else ''}")
+    names = f" {left}" if left else ""
+    print(f"temp dirs left behind ({TEMP_PREFIX}* in {tempfile.gettempdir()}): {len(left)}{names}")
     return 0 if not left else 1
 
 

@@ -23,7 +23,7 @@ from bot.domain import Incoming, ThreadKey, Turn
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH = 100
+MAX_BATCH = 500
 # Keys of recently recorded messages, so Slack's duplicate deliveries skip the database.
 REMEMBERED_KEYS = 20_000
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 import sys
@@ -56,10 +55,6 @@ async def _run(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     bot = await build_bot(settings)
-    # Start-up objects live for the whole run: keep them out of the collector's way, so a first burst
-    # of events does not meet a full collection.
-    gc.collect()
-    gc.freeze()
     log.info("starting (%s)", "Socket Mode" if settings.socket_mode else "HTTP mode")
     await serve(bot, stop=stop)
     log.info("stopped")
