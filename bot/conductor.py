@@ -165,14 +165,21 @@ class Conductor:
             await self._store.update_session(thread, conversation_id=conversation_id)
         files = await self._store.thread_files(thread)
         container_id, reset = await self._ensure_container(session, files, new_ids)
-        try:
-            done, outputs = await self._stream(turn, reply, conversation_id, container_id, files, new_ids, reset)
-        except ContainerExpired:
-            if reply.has_text:
-                raise
-            log.info("container %s expired mid-turn; starting a new one", container_id)
-            container_id = await self._new_container(thread, files)
-            done, outputs = await self._stream(turn, reply, conversation_id, container_id, files, new_ids, True)
+        for attempt in range(3):
+            try:
+                done, outputs = await self._stream(turn, reply, conversation_id, container_id, files, new_ids, reset)
+                break
+            except ContainerExpired:
+                if reply.has_text or attempt == 2:
+                    raise
+                if not reset:
+                    log.info("container %s expired mid-turn; starting a new one", container_id)
+                    container_id, reset = await self._new_container(thread, files), True
+                else:
+                    # A fresh container did not help: the conversation's history still points at the
+                    # dead one. Carry the memory over as text into a fresh conversation.
+                    log.info("conversation %s refers to a dead container; continuing in a new one", conversation_id)
+                    conversation_id = await self._fresh_conversation(thread, conversation_id)
         await reply.flush()
         await self._deliver_outputs(reply, lang, done, outputs)
         if not reply.has_text and not outputs.cited and not outputs.images:
@@ -262,6 +269,18 @@ class Conductor:
             return session.container_id, False
         container_id = await self._new_container(session.thread, files)
         return container_id, session.container_id is not None
+
+    async def _fresh_conversation(self, thread: ThreadKey, old_conversation_id: str) -> str:
+        transcript = await self._workspace.transcript(old_conversation_id)
+        seed = (
+            "This Slack thread continues from an earlier conversation whose analysis environment expired. "
+            f"The latest messages were:\n\n{transcript}"
+            if transcript
+            else None
+        )
+        conversation_id = await self._workspace.create_conversation(thread, seed=seed)
+        await self._store.update_session(thread, conversation_id=conversation_id)
+        return conversation_id
 
     async def _new_container(self, thread: ThreadKey, files: Sequence[ThreadFile]) -> str:
         file_ids = list(dict.fromkeys(f.openai_file_id for f in files))  # a re-shared file is uploaded once

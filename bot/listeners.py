@@ -33,7 +33,8 @@ def classify(event: dict[str, Any], *, team_id: str, bot_user_id: str | None) ->
     """Decide whether an `app_mention` or `message` event is a user message for the bot.
 
     Returns None for everything the bot ignores: edits, deletions and system subtypes, other bots,
-    the bot itself, and channel messages that neither mention the bot nor reply in a thread.
+    the bot itself, channel messages that neither mention the bot nor reply in a thread, and thread
+    replies that mention someone else but not the bot.
     `starts_session` is False for thread replies without a mention: those count only in threads
     where the bot already has a session.
     """
@@ -53,6 +54,8 @@ def classify(event: dict[str, Any], *, team_id: str, bot_user_id: str | None) ->
     addressed = event.get("type") == "app_mention" or (bot_user_id is not None and mentions(text, bot_user_id))
     if not (is_dm or addressed or is_reply):
         return None
+    if is_reply and not addressed and not is_dm and strip_mentions(text) != text.strip():
+        return None  # a reply addressed to someone else (`@Jimin, look`) is not a question for the bot
     return Incoming(
         thread=ThreadKey(team_id, str(channel), str(thread_ts if is_reply else ts)),
         ts=str(ts),

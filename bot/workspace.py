@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import openai
 
@@ -16,6 +17,8 @@ from bot.openai_errors import convert
 log = logging.getLogger(__name__)
 
 CONTAINER_IDLE_MINUTES = 20
+TRANSCRIPT_MAX_CHARS = 12_000
+_TEXT_PARTS = {"input_text", "output_text", "text"}
 
 
 @dataclass(frozen=True)
@@ -35,19 +38,46 @@ class Workspace:
         self._client = client
         self._memory_limit = memory_limit
 
-    async def create_conversation(self, thread: ThreadKey) -> str:
-        """A new conversation tagged with the Slack thread; returns its id."""
+    async def create_conversation(self, thread: ThreadKey, *, seed: str | None = None) -> str:
+        """A new conversation tagged with the Slack thread (starting with `seed` text); returns its id."""
+        items: list[dict[str, Any]] = []
+        if seed:
+            items.append({"type": "message", "role": "user", "content": [{"type": "input_text", "text": seed}]})
         try:
             conversation = await self._client.conversations.create(
+                items=items,  # type: ignore[arg-type]
                 metadata={
                     "slack_team": thread.team_id,
                     "slack_channel": thread.channel,
                     "slack_thread_ts": thread.thread_ts,
-                }
+                },
             )
         except openai.OpenAIError as exc:
             raise convert(exc) from exc
         return conversation.id
+
+    async def transcript(self, conversation_id: str, *, max_chars: int = TRANSCRIPT_MAX_CHARS) -> str:
+        """The latest user and assistant messages of a conversation as plain text, oldest first."""
+        lines: list[str] = []
+        size = 0
+        try:
+            page = await self._client.conversations.items.list(conversation_id, order="desc", limit=100)
+        except openai.OpenAIError as exc:
+            raise convert(exc) from exc
+        for item in page.data:
+            if item.type != "message":
+                continue
+            text = " ".join(
+                str(getattr(part, "text", "")) for part in item.content if getattr(part, "type", "") in _TEXT_PARTS
+            ).strip()
+            if not text:
+                continue
+            line = f"{item.role}: {text}"
+            if size + len(line) > max_chars:
+                break
+            lines.append(line)
+            size += len(line)
+        return "\n\n".join(reversed(lines))
 
     async def live_container(self, container_id: str) -> bool:
         """True if the container still runs (this also refreshes its idle timer)."""

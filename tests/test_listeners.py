@@ -62,6 +62,7 @@ def test_files_are_taken_from_the_event() -> None:
         pytest.param(event(user="UBOT", text="<@UBOT> hi"), id="own-message"),
         pytest.param(event(text="<@UBOT> hi", edited={"user": "U1", "ts": "101.0"}), id="mention-added-by-edit"),
         pytest.param(event(text="<@UOTHER> hi"), id="mentions-someone-else"),
+        pytest.param(event(text="<@UOTHER> 이거 봐줘", ts="106.0", thread_ts="100.1"), id="reply-to-someone-else"),
     ],
 )
 def test_ignored(ev: dict[str, Any]) -> None:

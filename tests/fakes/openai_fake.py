@@ -416,6 +416,11 @@ class FakeOpenAI:
         """Recorded requests with this method whose path starts with `path_prefix` (e.g. "/v1/responses")."""
         return [r for r in self.requests if r.method == method.upper() and r.path.startswith(path_prefix)]
 
+    # When True, a response whose conversation history holds a code_interpreter_call from an expired
+    # container fails with 400 "Expected container_id …" (reported in pydantic-ai#7461); whether the
+    # live API does this for conversations is unverified, so it is opt-in.
+    stale_history_fails = False
+
     def expire_container(self, container_id: str) -> None:
         """Mark a container expired: GET shows status "expired"; files and responses on it get 400."""
         self.containers[container_id]["object"]["status"] = "expired"
@@ -817,6 +822,16 @@ class FakeOpenAI:
                 raise _missing(f"tools[{index}].container")
             if isinstance(spec, str):
                 self._container(spec, usable=True)
+                if self.stale_history_fails:
+                    # The reported failure mode: history replaying a call from a dead container.
+                    for item in context:
+                        old = item.get("container_id") if item.get("type") == "code_interpreter_call" else None
+                        if (
+                            old
+                            and old != spec
+                            and self.containers.get(str(old), {}).get("object", {}).get("status") == "expired"
+                        ):
+                            raise _bad(f"Expected container_id: {spec}, got {old}.", param="input")
                 return spec
             if spec.get("type") != "auto":
                 raise _invalid_value(f"tools[{index}].container.type", spec.get("type"), ("auto",))

@@ -249,3 +249,27 @@ async def test_ignored_messages_get_no_answer(slack: FakeSlack, oai: FakeOpenAI,
 
     assert not response_posts(oai)
     assert not [c for c in slack.calls if c.method in {"chat.postMessage", "chat.startStream"}]
+
+
+async def test_history_that_points_at_a_dead_container_moves_to_a_fresh_conversation(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    oai.stale_history_fails = True
+    oai.scripts.append(Script(text="평균 평점은 3.3점입니다.", code="df['rating'].mean()"))
+    async with run_bot(slack, oai, sqlite_url):
+        ts = (await ask_with_csv(slack))["ts"]
+        await slack.wait_for(lambda: len(slack.calls_to("chat.stopStream")) == 1)
+        first_container = next(iter(oai.containers))
+        oai.expire_container(first_container)
+        await slack.user_posts(channel="C1", text="최저 평점 리뷰는?", thread_ts=ts)
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 2)
+
+    posts = oai.requests_to("POST", "/v1/responses")
+    answered = [p.json for p in posts if p.json["conversation"] != posts[0].json["conversation"]]
+    assert answered, "the follow-up went to a new conversation"
+    new_conversation = oai.conversations[answered[-1]["conversation"]]
+    seeded = json.dumps(new_conversation["items"][0], ensure_ascii=False)
+    assert "평균 평점은 3.3점입니다" in seeded and "주요 키워드" in seeded, "the memory is carried over"
+    texts = answer_texts(slack, "C1", ts)
+    assert texts[1].startswith("Echo:"), "the user sees an answer, not an error"
+    assert len(oai.requests_to("POST", "/v1/containers")) == 2, "one replacement container, not one per retry"
