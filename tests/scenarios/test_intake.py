@@ -5,6 +5,8 @@ from __future__ import annotations
 import codecs
 import io
 import json
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import openpyxl
@@ -27,6 +29,10 @@ def xlsx_bytes() -> bytes:
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
+
+
+def intake_temp_dirs() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("bot-intake-*"))
 
 
 def uploaded_contents(oai: FakeOpenAI) -> dict[str, bytes]:
@@ -125,12 +131,14 @@ async def test_refused_files_get_their_own_message_and_the_question_is_answered(
 async def test_file_larger_than_declared_is_cut_off_and_reported(
     slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
 ) -> None:
+    temp_before = intake_temp_dirs()
     async with run_bot(slack, oai, sqlite_url):
         lying = slack.add_file(name="grown.csv", content=b"a,b\n" + b"1,2\n" * 1000, size=100)
         ts = await share(slack, [lying])
         await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 2)
     assert "`grown.csv`" in answer_texts(slack, "C1", ts)[0]
     assert not oai.files, "never upload half a file"
+    assert intake_temp_dirs() <= temp_before, "temporary files removed"
 
 
 async def test_stub_file_entries_are_resolved_with_files_info(

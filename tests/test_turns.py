@@ -1,0 +1,58 @@
+"""TurnRunner against the loopback fake OpenAI: events in order, idle timeout, errors converted."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from bot.errors import OpenAIQuotaExhausted, OpenAIUnavailable
+from bot.events import Progress, TextDelta, TurnDone
+from bot.turns import TurnRunner
+from tests.fakes.openai_fake import FakeOpenAI, Script
+
+
+async def setup(oai: FakeOpenAI) -> tuple[openai.AsyncOpenAI, str, str]:
+    client = openai.AsyncOpenAI(base_url=oai.base_url, api_key=oai.api_key, max_retries=0)
+    conversation = await client.conversations.create()
+    container = await client.containers.create(name="t")
+    return client, conversation.id, container.id
+
+
+async def test_events_arrive_in_order_and_end_with_turn_done(oai: FakeOpenAI) -> None:
+    client, conversation_id, container_id = await setup(oai)
+    oai.scripts.append(Script(text="hello world, this is a longer answer", code="1+1"))
+    runner = TurnRunner(client, model="m", instructions="i")
+    events = [
+        e async for e in runner.stream(conversation_id=conversation_id, container_id=container_id, input_text="q")
+    ]
+    await client.close()
+    assert isinstance(events[-1], TurnDone) and events[-1].container_ids == (container_id,)
+    assert Progress("running_python") in events
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == "hello world, this is a longer answer"
+
+
+async def test_idle_stream_times_out_but_a_slow_steady_one_does_not(oai: FakeOpenAI) -> None:
+    client, conversation_id, container_id = await setup(oai)
+    runner = TurnRunner(client, model="m", instructions="i", idle_timeout_s=0.3)
+    oai.scripts.append(Script(text="x" * 200, delay_s=0.05))  # 2 s in total, never 0.3 s without an event
+    events = [
+        e async for e in runner.stream(conversation_id=conversation_id, container_id=container_id, input_text="q")
+    ]
+    assert isinstance(events[-1], TurnDone)
+    oai.scripts.append(Script(text="stalls", delay_s=0.6))
+    with pytest.raises(OpenAIUnavailable, match="no event for"):
+        async for _ in runner.stream(conversation_id=conversation_id, container_id=container_id, input_text="q"):
+            pass
+    await client.close()
+
+
+async def test_quota_error_is_not_retried(oai: FakeOpenAI) -> None:
+    client, conversation_id, container_id = await setup(oai)
+    oai.fail_next("/v1/responses", status=429, code="insufficient_quota", message="quota", times=5)
+    runner = TurnRunner(client, model="m", instructions="i", transient_retry_delays_s=(0.01, 0.01))
+    with pytest.raises(OpenAIQuotaExhausted) as info:
+        async for _ in runner.stream(conversation_id=conversation_id, container_id=container_id, input_text="q"):
+            pass
+    await client.close()
+    assert info.value.request_id and info.value.request_id.startswith("req_")
+    assert len(oai.requests_to("POST", "/v1/responses")) == 1
