@@ -69,7 +69,7 @@ class ThreadReply:
         self._use_streams = True  # False after chat.startStream was refused: post and update instead
         self._last_flush = 0.0
         self.first_ts: str | None = None
-        self.delivered_chars = 0
+        self._delivered_chars = 0
 
     # ---- status ---------------------------------------------------------------------------------------
 
@@ -86,7 +86,7 @@ class ThreadReply:
 
     @property
     def has_text(self) -> bool:
-        return bool(self._message_text or self._pending or self.delivered_chars)
+        return bool(self._message_text or self._pending or self._delivered_chars)
 
     async def write(self, text: str) -> None:
         """Add answer text; it reaches Slack in batches (the first piece at once)."""
@@ -120,7 +120,7 @@ class ThreadReply:
             await self._append(piece)
         else:
             await self._update(self._message_text + piece)
-        self.delivered_chars += len(piece)
+        self._delivered_chars += len(piece)
 
     async def _open_message(self, text: str) -> None:
         if self._use_streams:

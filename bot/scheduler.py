@@ -59,10 +59,6 @@ class TurnScheduler:
         event.set()
         return True
 
-    def pending(self) -> int:
-        """Turns queued or running."""
-        return sum(len(q) for q in self._queues.values())
-
     async def _drain(self, thread: ThreadKey) -> None:
         queue = self._queues[thread]
         try:

@@ -182,9 +182,6 @@ class Store:
             root_checked=bool(row.root_checked),
         )
 
-    async def has_session(self, thread: ThreadKey) -> bool:
-        return await self.session(thread) is not None
-
     async def update_session(self, thread: ThreadKey, **values: Any) -> None:
         """Set `conversation_id`, `container_id` and/or `root_checked` of an existing session."""
         allowed = {"conversation_id", "container_id", "root_checked"}
