@@ -31,7 +31,11 @@ log = logging.getLogger(__name__)
 
 # The "writing" phase needs no status: the streamed text itself shows it (and a status call there
 # would delay the first visible text by a round trip).
-PHASE_STATUS = {"reasoning": "status.thinking", "running_python": "status.running_python"}
+PHASE_STATUS = {
+    "reasoning": "status.thinking",
+    "running_python": "status.running_python",
+    "drawing_chart": "status.drawing_chart",
+}
 
 
 class _Stopped(Exception):

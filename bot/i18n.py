@@ -15,6 +15,7 @@ MESSAGES: dict[str, dict[Language, str]] = {
     "status.thinking": {"ko": "분석하는 중…", "en": "is analyzing…"},
     "status.reading_files": {"ko": "{filename} 파일을 읽는 중…", "en": "is reading {filename}…"},
     "status.running_python": {"ko": "Python을 실행하는 중…", "en": "is running Python…"},
+    "status.drawing_chart": {"ko": "차트를 그리는 중…", "en": "is drawing a chart…"},
     "status.uploading": {"ko": "결과 파일을 올리는 중…", "en": "is uploading results…"},
     "turn.resumed": {
         "ko": "_(봇이 재시작되어 이 질문에 이어서 답합니다.)_",

@@ -23,6 +23,8 @@ FLUSH_INTERVAL_S = 0.6
 # chat.update (the fallback) is Tier 3 (50+/min): edit less often.
 UPDATE_INTERVAL_S = 1.5
 FLUSH_CHARS = 400
+# The plain `text` that goes with blocks is what notifications show.
+NOTIFICATION_TEXT_CHARS = 3_000
 STREAM_CLOSED_ERRORS = {"message_not_in_streaming_state", "streaming_state_conflict", "message_not_found"}
 
 
@@ -183,6 +185,18 @@ class ThreadReply:
             except SlackApiError as exc:
                 # The text is already shown; a stream Slack closed itself needs no stop.
                 log.info("chat.stopStream failed (%s) for %s", exc.response.get("error"), self._message_ts)
+        elif self._message_ts is not None and blocks:
+            # A posted (not streamed) answer: `markdown_text` cannot carry blocks, so the text moves
+            # into a markdown block above them.
+            try:
+                await self._client.chat_update(
+                    channel=self._thread.channel,
+                    ts=self._message_ts,
+                    text=self._message_text[:NOTIFICATION_TEXT_CHARS],
+                    blocks=[{"type": "markdown", "text": self._message_text}, *blocks],
+                )
+            except SlackApiError as exc:
+                log.info("could not add buttons to %s: %s", self._message_ts, exc.response.get("error"))
         self._message_ts, self._message_text, self._streaming = None, "", False
 
     async def finish(self, *, blocks: list[dict[str, Any]] | None = None) -> None:

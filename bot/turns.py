@@ -123,6 +123,8 @@ class TurnRunner:
                 phase = {"code_interpreter_call": "running_python", "reasoning": "reasoning", "message": "writing"}
                 if event.item.type in phase:
                     yield Progress(phase[event.item.type])  # type: ignore[arg-type]
+            elif kind == "response.code_interpreter_call_code.done" and _draws_chart(event.code or ""):
+                yield Progress("drawing_chart")
             elif kind == "response.output_item.done" and event.item.type == "code_interpreter_call":
                 item = event.item
                 if item.container_id and item.container_id not in container_ids:
@@ -167,6 +169,10 @@ class TurnRunner:
                 if mentions_expired_container(message):
                     raise ContainerExpired(message, request_id=request_id)
                 raise ResponseFailed(f"{getattr(event, 'code', None)}: {message}", request_id=request_id)
+
+
+def _draws_chart(code: str) -> bool:
+    return any(marker in code for marker in ("plt.", "matplotlib", "seaborn", "sns.", ".plot("))
 
 
 def _retry_after_s(exc: openai.OpenAIError) -> float:

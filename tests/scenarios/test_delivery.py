@@ -54,7 +54,7 @@ async def test_a_30000_character_answer_arrives_whole_and_in_order(
 async def test_progress_is_shown_while_python_runs_and_cleared_at_the_end(
     slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
 ) -> None:
-    oai.scripts.append(Script(text="done", code="df.describe()", reasoning=True))
+    oai.scripts.append(Script(text="done", code="df.describe()\nplt.savefig('/mnt/data/a.png')", reasoning=True))
     async with run_bot(slack, oai, sqlite_url):
         csv_file = slack.add_file(name="reviews.csv", content=b"a,b\n1,2\n")
         ts = str((await slack.user_posts(channel="C1", text="<@UBOT> describe", files=[csv_file]))["ts"])
@@ -63,6 +63,7 @@ async def test_progress_is_shown_while_python_runs_and_cleared_at_the_end(
     assert statuses[0] == "is analyzing…"
     assert "is reading reviews.csv…" in statuses
     assert "is running Python…" in statuses
+    assert statuses.index("is running Python…") < statuses.index("is drawing a chart…")
     assert slack.status("C1", ts) == ""
 
 
@@ -162,3 +163,14 @@ async def test_incomplete_response_keeps_the_text_and_says_why(
     first, note = answer_texts(slack, "C1", ts)
     assert first.startswith("The first half of the analysis")
     assert "max_output_tokens" in note and "continue" in note
+
+
+async def test_posted_answer_gets_feedback_buttons_too(slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str) -> None:
+    slack.fail_next("chat.startStream", error="not_allowed_token_type")
+    oai.scripts.append(Script(text="## 결과\n\n- 평균 **3.3점**"))
+    async with run_bot(slack, oai, sqlite_url):
+        ts = await ask(slack, "<@UBOT> 평균?")
+        await slack.wait_for(lambda: slack.status("C1", ts) == "" and bool(slack.calls_to("chat.update")))
+    answer = next(m for m in bot_replies(slack, "C1", ts) if m.blocks)
+    assert answer.blocks[0] == {"type": "markdown", "text": "## 결과\n\n- 평균 **3.3점**"}
+    assert any(b["type"] == "context_actions" for b in answer.blocks)
