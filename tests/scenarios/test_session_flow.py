@@ -273,3 +273,15 @@ async def test_history_that_points_at_a_dead_container_moves_to_a_fresh_conversa
     texts = answer_texts(slack, "C1", ts)
     assert texts[1].startswith("Echo:"), "the user sees an answer, not an error"
     assert len(oai.requests_to("POST", "/v1/containers")) == 2, "one replacement container, not one per retry"
+
+
+async def test_socket_reconnects_when_slack_recycles_the_connection(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    async with run_bot(slack, oai, sqlite_url):
+        before = slack.socket_connections
+        await slack.disconnect_socket(reason="refresh_requested")
+        await slack.wait_for(lambda: slack.socket_connections > before, timeout=20)
+        message = await slack.user_posts(channel="C1", text="<@UBOT> still there?")
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", message["ts"])) == 1)
+    assert len(slack.calls_to("apps.connections.open")) == 2
