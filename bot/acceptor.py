@@ -33,8 +33,12 @@ MessageKey = tuple[str, str, str]  # team, channel, ts
 class TurnAcceptor:
     """`accept(incoming)` -> the new `Turn`, or None for a duplicate or a message that is not ours."""
 
-    def __init__(self, engine: AsyncEngine, *, sessions: sa.Table, turns: sa.Table, insert: Any) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, sessions: sa.Table, turns: sa.Table, insert: Any, owner: str, lease_s: float
+    ) -> None:
         self._engine = engine
+        self._owner = owner
+        self._lease_s = lease_s
         self._sessions = sessions
         self._turns = turns
         self._insert_session = insert(sessions).on_conflict_do_nothing()
@@ -161,6 +165,8 @@ class TurnAcceptor:
                         "is_thread_reply": m.is_thread_reply,
                         "status": "pending",
                         "attempts": 0,
+                        "owner": self._owner,
+                        "lease_until": now + self._lease_s,
                         "created_at": now,
                         "updated_at": now,
                     }

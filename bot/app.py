@@ -120,17 +120,36 @@ class Bot:
     identity: BotIdentity
 
     async def resume_unfinished(self) -> int:
-        """Queue turns acknowledged before a restart but never answered; returns how many."""
-        unfinished = await self.store.unfinished_turns()
-        for turn in unfinished:
+        """Queue turns acknowledged but never answered that no live process holds; returns how many.
+
+        At start-up these are this host's turns from before a restart; later, a crashed replica's.
+        """
+        claimed = await self.store.claim_unfinished_turns()
+        for turn in claimed:
             self.scheduler.submit(turn)
-        if unfinished:
-            log.info("resuming %d unfinished turn(s)", len(unfinished))
-        return len(unfinished)
+        if claimed:
+            log.info("resuming %d unfinished turn(s)", len(claimed))
+        return len(claimed)
+
+    async def keep_leases(self) -> None:
+        """Renew this process's claims on its turns and take over orphaned ones, until cancelled."""
+        interval = self.store.lease_s / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.store.renew_leases()
+                await self.resume_unfinished()
+            except Exception:  # a database hiccup must not end the keeper; the next round retries
+                log.exception("renewing turn leases failed")
 
     async def close(self, *, grace_s: float = SHUTDOWN_GRACE_S) -> None:
-        """Stop taking work, give running turns `grace_s`, then release every client."""
+        """Stop taking work, give running turns `grace_s`, then release every client.
+
+        Turns left unfinished are released, so the next process (or another replica) answers them.
+        """
         await self.scheduler.close(grace_s=grace_s)
+        with contextlib.suppress(Exception):
+            await self.store.release_leases()
         await self.openai_client.close()
         await self.store.close()
         await self.http.close()
@@ -148,7 +167,7 @@ async def build_bot(
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60))
     slack = slack_client or build_slack_client(settings, session=http)
     oai = openai_client or build_openai_client(settings)
-    db = store or await Store.open(settings.database_url)
+    db = store or await Store.open(settings.database_url, owner=settings.instance_id, lease_s=settings.turn_lease_s)
     workspace = Workspace(oai, memory_limit=settings.container_memory_limit)
     intake = Intake(
         slack=slack,
@@ -229,18 +248,32 @@ async def serve(bot: Bot, *, stop: asyncio.Event, host: str = "0.0.0.0") -> None
     # burst of events does not meet a full collection.
     gc.collect()
     gc.freeze()
-    if bot.settings.socket_mode:
-        assert bot.settings.slack_app_token is not None
-        handler = AsyncSocketModeHandler(bot.app, bot.settings.slack_app_token)
-        await handler.connect_async()  # type: ignore[no-untyped-call]
-        log.info("connected to Slack over Socket Mode")
-        try:
-            await stop.wait()
-        finally:
-            with contextlib.suppress(Exception):
-                await handler.close_async()  # type: ignore[no-untyped-call]
-            await bot.close()
-        return
+    leases = asyncio.create_task(bot.keep_leases(), name="turn-leases")
+    try:
+        if bot.settings.socket_mode:
+            await _serve_socket_mode(bot, stop)
+        else:
+            await _serve_http(bot, stop, host)
+    finally:
+        leases.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await leases
+        await bot.close()
+
+
+async def _serve_socket_mode(bot: Bot, stop: asyncio.Event) -> None:
+    assert bot.settings.slack_app_token is not None
+    handler = AsyncSocketModeHandler(bot.app, bot.settings.slack_app_token)
+    await handler.connect_async()  # type: ignore[no-untyped-call]
+    log.info("connected to Slack over Socket Mode")
+    try:
+        await stop.wait()
+    finally:
+        with contextlib.suppress(Exception):
+            await handler.close_async()  # type: ignore[no-untyped-call]
+
+
+async def _serve_http(bot: Bot, stop: asyncio.Event, host: str) -> None:
     runner = web.AppRunner(http_app(bot), handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, bot.settings.port)
@@ -250,5 +283,4 @@ async def serve(bot: Bot, *, stop: asyncio.Event, host: str = "0.0.0.0") -> None
         await stop.wait()
     finally:
         await site.stop()
-        await bot.close()
         await runner.cleanup()

@@ -49,6 +49,8 @@ class Settings:
     max_files_per_thread: int = 20
     max_thread_mb: int = 2048
     max_concurrent_turns: int = 16
+    instance_id: str = ""
+    turn_lease_s: float = 60.0
     log_level: str = "INFO"
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -167,6 +169,8 @@ class Settings:
             max_thread_mb=_int(get("MAX_THREAD_MB"), "MAX_THREAD_MB", 2048, low=1, high=1_000_000),
             max_concurrent_turns=_int(get("MAX_CONCURRENT_TURNS"), "MAX_CONCURRENT_TURNS", 16, low=1, high=1000),
             log_level=log_level,
+            instance_id=get("INSTANCE_ID") or "",
+            turn_lease_s=float(_int(get("TURN_LEASE_S"), "TURN_LEASE_S", 60, low=1, high=3600)),
         )
 
 

@@ -6,6 +6,7 @@ SQLAlchemy Core on an async engine: SQLite through aiosqlite by default, Postgre
 from __future__ import annotations
 
 import json
+import socket
 import time
 from typing import Any
 
@@ -61,6 +62,9 @@ turns = sa.Table(
     # pending -> running -> done | failed
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    # The process that will answer the turn, and until when its claim holds (renewed while it lives).
+    sa.Column("owner", sa.String(128), nullable=False, default=""),
+    sa.Column("lease_until", sa.Float, nullable=False, default=0.0),
     sa.Column("reply_ts", sa.String(32)),
     sa.Column("response_id", sa.String(128)),
     sa.Column("outcome", sa.String(64)),
@@ -96,6 +100,12 @@ feedback = sa.Table(
 )
 
 UNFINISHED = ("pending", "running")
+DEFAULT_LEASE_S = 60.0
+
+
+def default_owner() -> str:
+    """This process's name in turn claims: the host name (stable across restarts in one container)."""
+    return socket.gethostname() or "bot"
 
 
 def async_database_url(url: str) -> str:
@@ -113,14 +123,22 @@ def async_database_url(url: str) -> str:
 class Store:
     """Async access to the bot's tables. Create with `await Store.open(url)`; close with `close()`."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, owner: str = "", lease_s: float = DEFAULT_LEASE_S) -> None:
         self._engine = engine
         self._dialect = engine.dialect.name
-        self._acceptor = TurnAcceptor(engine, sessions=sessions, turns=turns, insert=self._insert)
+        self.owner = owner or default_owner()
+        self.lease_s = lease_s
+        self._acceptor = TurnAcceptor(
+            engine, sessions=sessions, turns=turns, insert=self._insert, owner=self.owner, lease_s=lease_s
+        )
 
     @classmethod
-    async def open(cls, database_url: str) -> Store:
-        """Connect, create missing tables, and return the store."""
+    async def open(cls, database_url: str, *, owner: str = "", lease_s: float = DEFAULT_LEASE_S) -> Store:
+        """Connect, create missing tables, and return the store.
+
+        `owner` names this process in the turns it claims (default: the host name); `lease_s` is how
+        long a claim holds without renewal before another process may take the turn over.
+        """
         url = async_database_url(database_url)
         kwargs: dict[str, Any] = {}
         if url.startswith("sqlite"):
@@ -141,7 +159,7 @@ class Store:
 
         async with engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
-        return cls(engine)
+        return cls(engine, owner=owner, lease_s=lease_s)
 
     async def close(self) -> None:
         await self._acceptor.close()
@@ -281,6 +299,45 @@ class Store:
                     duration_s=duration_s,
                     updated_at=time.time(),
                 )
+            )
+
+    async def claim_unfinished_turns(self) -> list[Turn]:
+        """Claim the turns acknowledged but not answered that no live process holds, oldest first.
+
+        That is this owner's own turns (a restart) and turns whose owner stopped renewing its lease
+        (a crashed replica). Each turn is claimed by one process only.
+        """
+        now = time.time()
+        claimable = sa.and_(
+            turns.c.status.in_(UNFINISHED),
+            sa.or_(turns.c.owner == self.owner, turns.c.lease_until < now),
+        )
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                sa.update(turns)
+                .where(claimable)
+                .values(owner=self.owner, lease_until=now + self.lease_s)
+                .returning(*turns.c)
+            )
+            rows = sorted(result.all(), key=lambda r: int(r.id))
+        return [_turn_from_row(r) for r in rows]
+
+    async def renew_leases(self) -> None:
+        """Keep this owner's claims on its unfinished turns."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sa.update(turns)
+                .where(turns.c.owner == self.owner, turns.c.status.in_(UNFINISHED))
+                .values(lease_until=time.time() + self.lease_s)
+            )
+
+    async def release_leases(self) -> None:
+        """Give up this owner's claims (clean shutdown) so any process may answer them at once."""
+        async with self._engine.begin() as conn:
+            await conn.execute(
+                sa.update(turns)
+                .where(turns.c.owner == self.owner, turns.c.status.in_(UNFINISHED))
+                .values(lease_until=0.0)
             )
 
     async def unfinished_turns(self) -> list[Turn]:

@@ -77,3 +77,38 @@ async def test_duplicates_are_caught_by_the_database_after_a_restart(database_ur
         assert len(await store.unfinished_turns()) == 1
     finally:
         await store.close()
+
+
+async def test_each_unfinished_turn_is_claimed_by_one_live_process(database_url: str) -> None:
+    a = await Store.open(database_url, owner="replica-a", lease_s=0.5)
+    b = await Store.open(database_url, owner="replica-b", lease_s=0.5)
+    try:
+        turn = await a.accept_message(message("1.0"))
+        assert turn is not None
+        assert await b.claim_unfinished_turns() == [], "replica a holds it while it lives"
+        assert [t.id for t in await a.claim_unfinished_turns()] == [turn.id], "its own turns, e.g. after a restart"
+        await asyncio.sleep(0.3)
+        await a.renew_leases()
+        await asyncio.sleep(0.3)
+        assert await b.claim_unfinished_turns() == [], "renewed in time"
+        await asyncio.sleep(0.6)  # replica a died: no renewal
+        assert [t.id for t in await b.claim_unfinished_turns()] == [turn.id]
+        assert await a.claim_unfinished_turns() == [], "taken over by b"
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_released_turns_are_taken_at_once(database_url: str) -> None:
+    a = await Store.open(database_url, owner="replica-a")
+    b = await Store.open(database_url, owner="replica-b")
+    try:
+        turn = await a.accept_message(message("1.0"))
+        assert turn is not None
+        await a.release_leases()  # clean shutdown
+        claimed = await b.claim_unfinished_turns()
+        assert [t.id for t in claimed] == [turn.id]
+        assert await a.claim_unfinished_turns() == [], "now b's"
+    finally:
+        await a.close()
+        await b.close()
