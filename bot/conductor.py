@@ -17,7 +17,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.domain import Session, SlackFile, ThreadFile, ThreadKey, Turn
-from bot.errors import BotError, ContainerExpired, FileProblem, ThreadFileLimit
+from bot.errors import BotError, ContainerExpired, FileProblem, OpenAIProblem, ThreadFileLimit
 from bot.events import FileCited, ImageOutput, Progress, TextDelta, TurnDone
 from bot.i18n import Language, t
 from bot.intake import Intake, describe_files
@@ -302,7 +302,14 @@ class Conductor:
         new_ids: set[str],
         reset: bool,
     ) -> tuple[TurnDone, _Outputs]:
-        paths = await self._workspace.user_file_paths(container_id) if files else {}
+        paths: dict[str, str] = {}
+        if files:
+            try:
+                paths = await self._workspace.user_file_paths(container_id)
+            except OpenAIProblem as err:
+                log.warning(
+                    "could not list files of container %s: %s; assuming /mnt/data/<name>", container_id, err.detail
+                )
         parts = [describe_files(list(files), new_ids=new_ids, paths=paths)]
         if reset:
             parts.append(
@@ -347,8 +354,9 @@ class Conductor:
         for cid in containers:
             try:
                 listed = await self._workspace.generated_files(cid)
-            except ContainerExpired:
-                log.warning("container %s expired before its files were listed", cid)
+            except OpenAIProblem as err:
+                # The answer stands; the cited files (if any) are still delivered below.
+                log.warning("could not list files of container %s: %s (request %s)", cid, err.detail, err.request_id)
                 continue
             ordered.extend((g.container_id, g.file_id, g.filename) for g in listed)
         titles = sandbox_link_labels("".join(outputs.text))

@@ -183,8 +183,14 @@ class ThreadReply:
             try:
                 await self._client.chat_stopStream(channel=self._thread.channel, ts=self._message_ts, blocks=blocks)
             except SlackApiError as exc:
+                error = exc.response.get("error")
+                if blocks and error not in STREAM_CLOSED_ERRORS:
+                    # Buttons refused (e.g. invalid_blocks): the stream must still be stopped.
+                    log.warning("chat.stopStream refused the buttons (%s); stopping without them", error)
+                    await self._close_message()
+                    return
                 # The text is already shown; a stream Slack closed itself needs no stop.
-                log.info("chat.stopStream failed (%s) for %s", exc.response.get("error"), self._message_ts)
+                log.info("chat.stopStream failed (%s) for %s", error, self._message_ts)
         elif self._message_ts is not None and blocks:
             # A posted (not streamed) answer: `markdown_text` cannot carry blocks, so the text moves
             # into a markdown block above them.

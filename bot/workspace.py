@@ -40,12 +40,12 @@ class Workspace:
 
     async def create_conversation(self, thread: ThreadKey, *, seed: str | None = None) -> str:
         """A new conversation tagged with the Slack thread (starting with `seed` text); returns its id."""
-        items: list[dict[str, Any]] = []
+        extra: dict[str, Any] = {}
         if seed:
-            items.append({"type": "message", "role": "user", "content": [{"type": "input_text", "text": seed}]})
+            extra["items"] = [{"type": "message", "role": "user", "content": [{"type": "input_text", "text": seed}]}]
         try:
             conversation = await self._client.conversations.create(
-                items=items,  # type: ignore[arg-type]
+                **extra,
                 metadata={
                     "slack_team": thread.team_id,
                     "slack_channel": thread.channel,

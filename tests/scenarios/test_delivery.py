@@ -174,3 +174,30 @@ async def test_posted_answer_gets_feedback_buttons_too(slack: FakeSlack, oai: Fa
     answer = next(m for m in bot_replies(slack, "C1", ts) if m.blocks)
     assert answer.blocks[0] == {"type": "markdown", "text": "## 결과\n\n- 평균 **3.3점**"}
     assert any(b["type"] == "context_actions" for b in answer.blocks)
+
+
+async def test_buttons_refused_by_slack_still_end_the_stream(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    slack.fail_next("chat.stopStream", error="invalid_blocks")
+    async with run_bot(slack, oai, sqlite_url):
+        ts = await ask(slack, "<@UBOT> hi")
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 1)
+    stops = slack.calls_to("chat.stopStream")
+    assert len(stops) == 2 and "blocks" in stops[0].params and "blocks" not in stops[1].params
+    assert not any(m.streaming for m in bot_replies(slack, "C1", ts))
+
+
+async def test_container_listing_failures_do_not_spoil_the_answer(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    oai.scripts.append(Script(text="차트입니다", code="plt.plot()", files=[GeneratedFile("c.png", PNG_A)]))
+    # Both listings of the container's files fail (paths before the turn, outputs after it).
+    oai.fail_next("/v1/containers/cntr", method="GET", status=400, code=None, message="listing unavailable", times=2)
+    async with run_bot(slack, oai, sqlite_url):
+        csv_file = slack.add_file(name="a.csv", content=b"x,y\n1,2\n")
+        ts = str((await slack.user_posts(channel="C1", text="<@UBOT> plot", files=[csv_file]))["ts"])
+        await slack.wait_for(lambda: slack.status("C1", ts) == "" and len(slack.calls_to("chat.stopStream")) == 1)
+    assert answer_texts(slack, "C1", ts)[0].startswith("차트입니다")
+    assert [f["name"] for m in bot_replies(slack, "C1", ts) for f in m.files] == ["c.png"], "the cited chart"
+    assert "/mnt/data/a.csv" in oai.requests_to("POST", "/v1/responses")[0].json["input"][0]["content"][0]["text"]
