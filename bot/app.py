@@ -113,7 +113,6 @@ class Bot:
     app: AsyncApp
     store: Store
     scheduler: TurnScheduler
-    intake: Intake
     openai_client: openai.AsyncOpenAI
     slack_client: AsyncWebClient
     http: aiohttp.ClientSession
@@ -208,7 +207,6 @@ async def build_bot(
         app=app,
         store=db,
         scheduler=scheduler,
-        intake=intake,
         openai_client=oai,
         slack_client=slack,
         http=http,

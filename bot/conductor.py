@@ -29,7 +29,7 @@ from bot.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-# The "writing" phase needs no status: the streamed text itself shows it (and a status call there
+# No status for writing the answer: the streamed text itself shows it (and a status call there
 # would delay the first visible text by a round trip).
 PHASE_STATUS = {
     "reasoning": "status.thinking",
@@ -335,7 +335,7 @@ class Conductor:
                     if reply.first_ts and not saved_reply_ts:
                         await self._store.set_reply_ts(turn.id, reply.first_ts)
                         saved_reply_ts = True
-                elif isinstance(event, Progress) and event.phase in PHASE_STATUS:
+                elif isinstance(event, Progress):
                     await reply.flush()
                     await reply.set_status(t(PHASE_STATUS[event.phase], lang))
                 elif isinstance(event, FileCited):

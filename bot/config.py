@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from bot.errors import ConfigError
@@ -52,7 +52,6 @@ class Settings:
     instance_id: str = ""
     turn_lease_s: float = 60.0
     log_level: str = "INFO"
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def socket_mode(self) -> bool:

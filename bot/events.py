@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-ToolPhase = Literal["reasoning", "running_python", "drawing_chart", "writing"]
+ToolPhase = Literal["reasoning", "running_python", "drawing_chart"]
 
 
 @dataclass(frozen=True)

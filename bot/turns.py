@@ -120,7 +120,7 @@ class TurnRunner:
             if kind == "response.output_text.delta":
                 yield TextDelta(event.delta)
             elif kind == "response.output_item.added":
-                phase = {"code_interpreter_call": "running_python", "reasoning": "reasoning", "message": "writing"}
+                phase = {"code_interpreter_call": "running_python", "reasoning": "reasoning"}
                 if event.item.type in phase:
                     yield Progress(phase[event.item.type])  # type: ignore[arg-type]
             elif kind == "response.code_interpreter_call_code.done" and _draws_chart(event.code or ""):
