@@ -19,7 +19,7 @@ Timestamps (`time.perf_counter`, one process, one clock) are taken from outside 
   response is stamped as it is handed to the SSE writer (serialised and written right after, no await between);
 - FakeSlack is subclassed: its `calls` list stamps each Web API call as it is recorded (body parsed, just before
   the method runs and the message becomes visible), and `_handle_api` stamps when the method has answered;
-- `bot.reply.ThreadReply.write` is wrapped at run time (not edited) to stamp when the bot got its first text.
+- `bot.slack.reply.ThreadReply.write` is wrapped at run time (not edited) to stamp when the bot got its first text.
 
 Per turn: (a) first delta written by FakeOpenAI -> first text visible in Slack (the `chat.startStream`, or the
 fallback `chat.postMessage`, carrying text, arriving at FakeSlack); (b) Slack Web API calls attributed to the
@@ -49,7 +49,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.reply import ThreadReply
+from bot.slack.reply import ThreadReply
 from tests.conftest import answer_texts, run_bot
 from tests.fakes.openai_fake import TEXT_DELTA_CHARS, FakeOpenAI, Script
 from tests.fakes.slack import FakeSlack, RecordedCall

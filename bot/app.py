@@ -23,15 +23,15 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot import listeners
-from bot.conductor import Conductor, ThreadLimits
+from bot.analysis.turns import TurnRunner
+from bot.analysis.workspace import Workspace
 from bot.config import Settings
 from bot.errors import ConfigError
-from bot.intake import Intake
-from bot.scheduler import TurnScheduler
+from bot.slack import listeners
 from bot.store import Store
-from bot.turns import TurnRunner
-from bot.workspace import Workspace
+from bot.turn.conductor import Conductor, ThreadLimits
+from bot.turn.intake import Intake
+from bot.turn.scheduler import TurnScheduler
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,8 @@
     │   └── ResponseIncomplete    the response ended `incomplete` (text kept)
     └── SlackProblem              Slack refused a call that carries the answer
 
-Vendor exceptions are converted at the boundary (`turns.py`, `openai_errors.py`, `reply.py`,
-`intake.py`); the rest of the code only sees these types. The single place that turns a
-`BotError` into a Slack message is `conductor.Conductor._report`.
+Vendor exceptions are converted at the boundary (`analysis/`, `slack/reply.py`, `turn/intake.py`); the rest of the code only sees these types. The single place that turns a
+`BotError` into a Slack message is `turn.conductor.Conductor._report`.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from bot.domain import ThreadKey
-from bot.listeners import classify
+from bot.slack.listeners import classify
 
 
 def event(**fields: Any) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bot.render import StreamScrubber, fit_to_message, sandbox_link_labels, scrub_sandbox_links, split_markdown
+from bot.slack.render import StreamScrubber, fit_to_message, sandbox_link_labels, scrub_sandbox_links, split_markdown
 
 
 @pytest.mark.parametrize(

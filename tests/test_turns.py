@@ -5,9 +5,9 @@ from __future__ import annotations
 import openai
 import pytest
 
+from bot.analysis.turns import TurnRunner
 from bot.errors import OpenAIQuotaExhausted, OpenAIUnavailable
 from bot.events import Progress, TextDelta, TurnDone
-from bot.turns import TurnRunner
 from tests.fakes.openai_fake import FakeOpenAI, Script
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 
-from bot.reply import FEEDBACK_ACTION_ID
+from bot.slack.reply import FEEDBACK_ACTION_ID
 from bot.store import Store
 from tests.conftest import answer_texts, bot_replies, run_bot
 from tests.fakes.openai_fake import FakeOpenAI, GeneratedFile, Script

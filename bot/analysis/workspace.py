@@ -10,9 +10,9 @@ from typing import Any
 
 import openai
 
+from bot.analysis.openai_errors import convert
 from bot.domain import ThreadKey
 from bot.errors import FileUploadFailed
-from bot.openai_errors import convert
 
 log = logging.getLogger(__name__)
 

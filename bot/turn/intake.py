@@ -24,6 +24,7 @@ from charset_normalizer import from_bytes
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.analysis.workspace import Workspace
 from bot.domain import SlackFile, ThreadFile
 from bot.errors import (
     FileDownloadFailed,
@@ -34,7 +35,6 @@ from bot.errors import (
     FileUnavailable,
     FileUnsupported,
 )
-from bot.workspace import Workspace
 
 log = logging.getLogger(__name__)
 

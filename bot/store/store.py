@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from bot.acceptor import TurnAcceptor
 from bot.domain import Incoming, Session, SlackFile, ThreadFile, ThreadKey, Turn
+from bot.store.acceptor import TurnAcceptor
 
 metadata = sa.MetaData()
 
@@ -179,7 +179,7 @@ class Store:
         A message that `starts_session` creates the thread's session if missing; any other message is
         only accepted when the thread already has a session. Returns the new turn, or None when the
         message is not ours or was already recorded (a duplicate delivery). Concurrent calls are
-        committed together (see `bot.acceptor`).
+        committed together (see `bot.store.acceptor`).
         """
         return await self._acceptor.accept(incoming)
 

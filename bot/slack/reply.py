@@ -14,7 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.domain import ThreadKey
 from bot.errors import SlackProblem
-from bot.render import StreamScrubber, fit_to_message
+from bot.slack.render import StreamScrubber, fit_to_message
 
 log = logging.getLogger(__name__)
 

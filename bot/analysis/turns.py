@@ -10,9 +10,9 @@ from typing import Any
 
 import openai
 
+from bot.analysis.openai_errors import convert, is_conversation_locked, mentions_expired_container
 from bot.errors import ContainerExpired, OpenAIBusy, OpenAIRateLimited, OpenAIUnavailable, ResponseFailed
 from bot.events import FileCited, ImageOutput, Progress, TextDelta, TurnDone, TurnEvent, Usage
-from bot.openai_errors import convert, is_conversation_locked, mentions_expired_container
 
 log = logging.getLogger(__name__)
 

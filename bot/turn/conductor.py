@@ -16,16 +16,16 @@ from dataclasses import dataclass, field
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.analysis.turns import TurnRunner
+from bot.analysis.workspace import Workspace
 from bot.domain import Session, SlackFile, ThreadFile, ThreadKey, Turn
 from bot.errors import BotError, ContainerExpired, FileProblem, OpenAIProblem, ThreadFileLimit
 from bot.events import FileCited, ImageOutput, Progress, TextDelta, TurnDone
 from bot.i18n import Language, t
-from bot.intake import Intake, describe_files
-from bot.render import sandbox_link_labels
-from bot.reply import ThreadReply, feedback_blocks
+from bot.slack.render import sandbox_link_labels
+from bot.slack.reply import ThreadReply, feedback_blocks
 from bot.store import Store
-from bot.turns import TurnRunner
-from bot.workspace import Workspace
+from bot.turn.intake import Intake, describe_files
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 
 from bot.domain import Incoming, SlackFile, ThreadKey, mentions, strip_mentions
-from bot.reply import FEEDBACK_ACTION_ID
-from bot.scheduler import TurnScheduler
+from bot.slack.reply import FEEDBACK_ACTION_ID
 from bot.store import Store
+from bot.turn.scheduler import TurnScheduler
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Everything that speaks OpenAI: the Responses stream, conversations, containers and files."""

@@ -1,0 +1,1 @@
+"""Everything that speaks Slack: events in, answers out."""

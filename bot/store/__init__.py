@@ -1,0 +1,5 @@
+"""Durable state: sessions, files, turns and their claims, feedback, delivered outputs."""
+
+from bot.store.store import Store, async_database_url, default_owner
+
+__all__ = ["Store", "async_database_url", "default_owner"]

@@ -1,0 +1,1 @@
+"""One turn from question to answer, a small module per stage, and the scheduler that runs turns."""
