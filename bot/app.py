@@ -29,7 +29,8 @@ from bot.config import Settings
 from bot.errors import ConfigError
 from bot.slack import listeners
 from bot.store import Store
-from bot.turn.conductor import Conductor, ThreadLimits
+from bot.turn.conductor import Conductor
+from bot.turn.files_in import ThreadLimits
 from bot.turn.intake import Intake
 from bot.turn.scheduler import TurnScheduler
 

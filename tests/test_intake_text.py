@@ -7,7 +7,8 @@ import pytest
 
 from bot.domain import SlackFile, ThreadFile
 from bot.errors import FileUnsupported
-from bot.turn.intake import _to_utf8, describe_files
+from bot.turn.intake import _to_utf8
+from bot.turn.prompt import describe_files
 
 REVIEWS = '리뷰ID,평점,내용\n1,5,배송이 빠르고 품질이 좋아요\n2,1,"포장이 엉망, 다시는 안 삽니다"\n3,4,가격 대비 만족\n'
 

@@ -288,19 +288,3 @@ def _sniff_delimiter(text: str, kind: str) -> str:
         return csv.Sniffer().sniff(sample, delimiters=",\t;|").delimiter
     except csv.Error:
         return ","
-
-
-def describe_files(files: list[ThreadFile], *, new_ids: set[str], paths: dict[str, str]) -> str:
-    """The file list each turn's input starts with; `paths` maps file names to container paths."""
-    if not files:
-        return "No files have been shared in this thread yet."
-    lines = ["Files available to the python tool in this thread:"]
-    described: set[str] = set()
-    for f in files:
-        if f.openai_file_id in described:
-            continue  # the same bytes shared again
-        described.add(f.openai_file_id)
-        marker = " (new this turn)" if f.slack_file_id in new_ids else ""
-        path = paths.get(f.filename, f"/mnt/data/{f.filename}")
-        lines.append(f"- {path}{marker}: {f.description}")
-    return "\n".join(lines)

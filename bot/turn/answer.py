@@ -1,0 +1,59 @@
+"""Stage 3 of a turn: the model's response streamed into the thread, its outputs collected."""
+
+from __future__ import annotations
+
+import contextlib
+
+from bot.analysis.turns import TurnRunner
+from bot.domain import Turn
+from bot.errors import BotError
+from bot.events import FileCited, ImageOutput, Progress, TextDelta, TurnDone
+from bot.i18n import t
+from bot.slack.reply import ThreadReply
+from bot.store import Store
+from bot.turn.environment import Environment
+from bot.turn.outputs import Outputs
+
+# No status for writing the answer: the streamed text itself shows it (and a status call there
+# would delay the first visible text by a round trip).
+PHASE_STATUS = {
+    "reasoning": "status.thinking",
+    "running_python": "status.running_python",
+    "drawing_chart": "status.drawing_chart",
+}
+
+
+async def stream_answer(
+    *, runner: TurnRunner, store: Store, reply: ThreadReply, turn: Turn, env: Environment, input_text: str
+) -> tuple[TurnDone, Outputs]:
+    """Stream one response for `turn` into `reply`; returns how it ended and the files it produced.
+
+    Raises what `TurnRunner.stream` raises (e.g. `ContainerExpired`, for the caller to recover from).
+    """
+    outputs = Outputs()
+    stream = runner.stream(
+        conversation_id=env.conversation_id,
+        container_id=env.container_id,
+        input_text=input_text,
+        metadata={"slack_channel": turn.thread.channel, "slack_ts": turn.ts},
+    )
+    saved_reply_ts = False
+    # aclosing: a stop or shutdown closes the HTTP stream at once, which ends the response at OpenAI.
+    async with contextlib.aclosing(stream) as events:
+        async for event in events:
+            if isinstance(event, TextDelta):
+                outputs.text.append(event.text)
+                await reply.write(event.text)
+                if reply.first_ts and not saved_reply_ts:
+                    await store.set_reply_ts(turn.id, reply.first_ts)
+                    saved_reply_ts = True
+            elif isinstance(event, Progress):
+                await reply.flush()
+                await reply.set_status(t(PHASE_STATUS[event.phase], turn.language))
+            elif isinstance(event, FileCited):
+                outputs.cited.append(event)
+            elif isinstance(event, ImageOutput):
+                outputs.images.append(event)
+            elif isinstance(event, TurnDone):
+                return event, outputs
+    raise BotError("stream ended without TurnDone")

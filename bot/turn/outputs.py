@@ -1,0 +1,68 @@
+"""Stage 4 of a turn: the charts and files the model made, uploaded to the thread once each."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+
+from bot.analysis.workspace import Workspace
+from bot.errors import BotError, OpenAIProblem
+from bot.events import FileCited, ImageOutput, TurnDone
+from bot.i18n import Language, t
+from bot.slack.render import sandbox_link_labels
+from bot.slack.reply import ThreadReply
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outputs:
+    """Files the response produced, in the order the answer mentions them."""
+
+    cited: list[FileCited] = field(default_factory=list)
+    images: list[ImageOutput] = field(default_factory=list)
+    text: list[str] = field(default_factory=list)  # the raw answer, for file titles
+
+
+class OutputDelivery:
+    """Uploads a turn's outputs; the store remembers what was delivered so nothing is posted twice."""
+
+    def __init__(self, *, store: Store, workspace: Workspace) -> None:
+        self._store = store
+        self._workspace = workspace
+
+    async def deliver(self, reply: ThreadReply, lang: Language, done: TurnDone, outputs: Outputs) -> None:
+        """Upload every file and image the model produced this turn, once, cited ones first."""
+        # Only containers where code ran this turn can hold new files: no listing call otherwise.
+        containers = list(dict.fromkeys([*done.container_ids, *(c.container_id for c in outputs.cited)]))
+        ordered: list[tuple[str, str, str]] = [(c.container_id, c.file_id, c.filename) for c in outputs.cited]
+        for cid in containers:
+            try:
+                listed = await self._workspace.generated_files(cid)
+            except OpenAIProblem as err:
+                # The answer stands; the cited files (if any) are still delivered below.
+                log.warning("could not list files of container %s: %s (request %s)", cid, err.detail, err.request_id)
+                continue
+            ordered.extend((g.container_id, g.file_id, g.filename) for g in listed)
+        titles = sandbox_link_labels("".join(outputs.text))
+        seen_hashes: set[str] = set()
+        if ordered or outputs.images:
+            await reply.set_status(t("status.uploading", lang))
+        for cid, file_id, filename in dict.fromkeys(ordered):
+            if not await self._store.claim_output(cid, file_id):
+                continue
+            try:
+                data = await self._workspace.download(cid, file_id)
+                await reply.upload(filename=filename, data=data, title=titles.get(filename, filename))
+            except BotError:
+                await self._store.release_output(cid, file_id)
+                raise
+            seen_hashes.add(hashlib.sha256(data).hexdigest())
+        for index, image in enumerate(outputs.images, start=1):
+            digest = hashlib.sha256(image.data).hexdigest()
+            if digest in seen_hashes or not await self._store.claim_output(image.container_id, f"image:{digest}"):
+                continue
+            seen_hashes.add(digest)
+            await reply.upload(filename=f"chart-{index}.png", data=image.data, title=f"chart-{index}.png")
