@@ -120,9 +120,10 @@ class Bot:
     identity: BotIdentity
 
     async def resume_unfinished(self) -> int:
-        """Queue turns acknowledged but never answered that no live process holds; returns how many.
+        """Claim and queue the unfinished turns that no live process holds; returns how many.
 
-        At start-up these are this host's turns from before a restart; later, a crashed replica's.
+        These are turns released by a process that shut down cleanly, and the turns of a process that
+        died (`kill -9`, a crash) once their leases ran out (`TURN_LEASE_S`), also one that ran on this host.
         """
         claimed = await self.store.claim_unfinished_turns()
         for turn in claimed:
@@ -132,12 +133,20 @@ class Bot:
         return len(claimed)
 
     async def keep_leases(self) -> None:
-        """Renew this process's claims on its turns and take over orphaned ones, until cancelled."""
+        """Renew the claims on the turns this process holds and take over orphaned ones, until cancelled.
+
+        A held turn whose claim is gone (another process took it over while this one could not
+        renew) is dropped here, so it is never answered twice.
+        """
         interval = self.store.lease_s / 3
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.store.renew_leases()
+                held = self.scheduler.held_turn_ids()
+                lost = held - await self.store.renew_leases(held)
+                if lost:
+                    log.warning("lost the claim on turn(s) %s; another process answers them", sorted(lost))
+                    self.scheduler.abandon(lost)
                 await self.resume_unfinished()
             except Exception:  # a database hiccup must not end the keeper; the next round retries
                 log.exception("renewing turn leases failed")

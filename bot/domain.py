@@ -78,7 +78,8 @@ class Turn:
     files: tuple[SlackFile, ...] = ()
     is_thread_reply: bool = False
     attempts: int = 0
-    reply_ts: str | None = None
+    # The Slack messages of an answer that an earlier attempt started (to replace after a restart).
+    answer_messages: tuple[str, ...] = ()
 
     @property
     def language(self) -> Language:

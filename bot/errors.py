@@ -22,7 +22,8 @@
     │   ├── ContainerExpired      the code interpreter container died (recovered, not shown)
     │   ├── ResponseFailed        the response ended `failed` or with an `error` event
     │   └── ResponseIncomplete    the response ended `incomplete` (text kept)
-    └── SlackProblem              Slack refused a call that carries the answer
+    ├── SlackProblem              Slack refused a call that carries the answer
+    └── StoreUnavailable          the database did not answer (retried; never shown for a finished answer)
 
 Vendor exceptions are converted at the boundary (`analysis/`, `slack/reply.py`, `turn/intake.py`); the
 rest of the code only sees these types. The single place that turns a `BotError` into a Slack message is
@@ -146,3 +147,9 @@ class SlackProblem(BotError):
     def __init__(self, detail: str = "", *, slack_error: str = "", **params: str) -> None:
         super().__init__(detail, **params)
         self.slack_error = slack_error
+
+
+class StoreUnavailable(BotError):
+    """The database refused or dropped a call; the caller retries or leaves the turn to be claimed again."""
+
+    message_key = "error.unexpected"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 
 import pytest
@@ -79,36 +80,119 @@ async def test_duplicates_are_caught_by_the_database_after_a_restart(database_ur
         await store.close()
 
 
-async def test_each_unfinished_turn_is_claimed_by_one_live_process(database_url: str) -> None:
-    a = await Store.open(database_url, owner="replica-a", lease_s=0.5)
-    b = await Store.open(database_url, owner="replica-b", lease_s=0.5)
+class Clock:
+    """The stores' clock, moved by the test instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+LEASE_S = 60.0
+
+
+@pytest.fixture
+async def replicas(database_url: str) -> AsyncIterator[tuple[Store, Store, Clock]]:
+    """Two processes' stores on one database, sharing a clock the test moves."""
+    clock = Clock()
+    a = await Store.open(database_url, owner="replica-a", lease_s=LEASE_S, clock=clock)
+    b = await Store.open(database_url, owner="replica-b", lease_s=LEASE_S, clock=clock)
     try:
-        turn = await a.accept_message(message("1.0"))
-        assert turn is not None
-        assert await b.claim_unfinished_turns() == [], "replica a holds it while it lives"
-        assert [t.id for t in await a.claim_unfinished_turns()] == [turn.id], "its own turns, e.g. after a restart"
-        await asyncio.sleep(0.3)
-        await a.renew_leases()
-        await asyncio.sleep(0.3)
-        assert await b.claim_unfinished_turns() == [], "renewed in time"
-        await asyncio.sleep(0.6)  # replica a died: no renewal
-        assert [t.id for t in await b.claim_unfinished_turns()] == [turn.id]
-        assert await a.claim_unfinished_turns() == [], "taken over by b"
+        yield a, b, clock
     finally:
         await a.close()
         await b.close()
 
 
-async def test_released_turns_are_taken_at_once(database_url: str) -> None:
-    a = await Store.open(database_url, owner="replica-a")
-    b = await Store.open(database_url, owner="replica-b")
+async def test_a_renewed_claim_is_never_taken_and_an_expired_one_once(replicas: tuple[Store, Store, Clock]) -> None:
+    a, b, clock = replicas
+    turn = await a.accept_message(message("1.0"))
+    assert turn is not None
+    assert await b.claim_unfinished_turns() == [], "replica a holds it while it lives"
+    assert await a.claim_unfinished_turns() == [], "a claim round never re-claims a turn its process holds"
+    clock.advance(LEASE_S * 0.9)
+    assert await a.renew_leases({turn.id}) == {turn.id}
+    clock.advance(LEASE_S * 0.9)
+    assert await b.claim_unfinished_turns() == [], "renewed in time"
+    clock.advance(LEASE_S + 1)  # replica a died: no renewal
+    assert [t.id for t in await b.claim_unfinished_turns()] == [turn.id]
+    assert await b.claim_unfinished_turns() == [] and await a.claim_unfinished_turns() == [], "claimed once"
+
+
+async def test_a_process_that_lost_its_claim_can_neither_start_nor_finish_the_turn(
+    replicas: tuple[Store, Store, Clock],
+) -> None:
+    a, b, clock = replicas
+    turn = await a.accept_message(message("1.0"))
+    assert turn is not None
+    assert await a.start_turn(turn.id) == 1
+    clock.advance(LEASE_S + 1)  # a stalled past its lease
+    assert [t.id for t in await b.claim_unfinished_turns()] == [turn.id]
+    assert await a.renew_leases({turn.id}) == set(), "a learns it lost the turn"
+    assert await a.start_turn(turn.id) is None
+    assert await a.finish_turn(turn.id, status="done", outcome="completed") is False
+    assert await b.turn_status(turn.id) == "running", "a's late finish changed nothing"
+    assert await b.start_turn(turn.id) == 2
+    assert await b.finish_turn(turn.id, status="done", outcome="completed") is True
+
+
+async def test_a_finished_turn_is_never_claimed_or_started_again(replicas: tuple[Store, Store, Clock]) -> None:
+    a, b, clock = replicas
+    turn = await a.accept_message(message("1.0"))
+    assert turn is not None
+    assert await a.start_turn(turn.id) == 1
+    assert await a.finish_turn(turn.id, status="done", outcome="completed") is True
+    clock.advance(LEASE_S * 10)
+    assert await b.claim_unfinished_turns() == [] and await a.claim_unfinished_turns() == []
+    assert await a.start_turn(turn.id) is None, "finishing twice or re-running is refused"
+    assert await a.finish_turn(turn.id, status="failed", outcome="late") is False
+    assert await a.turn_status(turn.id) == "done"
+
+
+async def test_turns_a_process_no_longer_holds_expire_and_are_claimed_again(
+    replicas: tuple[Store, Store, Clock],
+) -> None:
+    a, _b, clock = replicas
+    held = await a.accept_message(message("1.0"))
+    dropped = await a.accept_message(message("2.0"))  # e.g. its start failed on a database error
+    assert held is not None and dropped is not None
+    clock.advance(LEASE_S * 0.9)
+    assert await a.renew_leases({held.id}) == {held.id}
+    clock.advance(LEASE_S * 0.2)
+    assert [t.id for t in await a.claim_unfinished_turns()] == [dropped.id], "any process, this one too"
+
+
+async def test_released_turns_are_taken_at_once(replicas: tuple[Store, Store, Clock]) -> None:
+    a, b, _clock = replicas
+    turn = await a.accept_message(message("1.0"))
+    assert turn is not None
+    await a.release_leases()  # clean shutdown
+    assert [t.id for t in await b.claim_unfinished_turns()] == [turn.id]
+    assert await a.claim_unfinished_turns() == [], "now b's"
+
+
+async def test_every_process_gets_its_own_default_name(database_url: str) -> None:
+    first, second = await Store.open(database_url), await Store.open(database_url)
     try:
-        turn = await a.accept_message(message("1.0"))
-        assert turn is not None
-        await a.release_leases()  # clean shutdown
-        claimed = await b.claim_unfinished_turns()
-        assert [t.id for t in claimed] == [turn.id]
-        assert await a.claim_unfinished_turns() == [], "now b's"
+        assert first.owner != second.owner
+        assert str(os.getpid()) in first.owner
     finally:
-        await a.close()
-        await b.close()
+        await first.close()
+        await second.close()
+
+
+async def test_answer_messages_are_kept_with_the_turn(database_url: str) -> None:
+    store = await Store.open(database_url)
+    try:
+        turn = await store.accept_message(message("1.0"))
+        assert turn is not None and turn.answer_messages == ()
+        await store.set_answer_messages(turn.id, ["5.0", "6.0"])
+        store_turns = await store.unfinished_turns()
+        assert [t.answer_messages for t in store_turns] == [("5.0", "6.0")]
+    finally:
+        await store.close()

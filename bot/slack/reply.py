@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -29,6 +30,9 @@ STREAM_CLOSED_ERRORS = {"message_not_in_streaming_state", "streaming_state_confl
 
 
 FEEDBACK_ACTION_ID = "answer_feedback"
+
+# Called with every message ts that carries the answer so far, each time the answer opens a new message.
+AnswerMessagesHook = Callable[[Sequence[str]], Awaitable[None]]
 
 
 def feedback_blocks(*, response_id: str, good_label: str, bad_label: str) -> list[dict[str, Any]]:
@@ -59,8 +63,16 @@ def feedback_blocks(*, response_id: str, good_label: str, bad_label: str) -> lis
 class ThreadReply:
     """What the bot shows in one thread for one turn. Not safe for concurrent use (one per turn)."""
 
-    def __init__(self, *, client: AsyncWebClient, thread: ThreadKey, recipient_user_id: str) -> None:
+    def __init__(
+        self,
+        *,
+        client: AsyncWebClient,
+        thread: ThreadKey,
+        recipient_user_id: str,
+        on_answer_message: AnswerMessagesHook | None = None,
+    ) -> None:
         self._client = client
+        self._on_answer_message = on_answer_message
         self._thread = thread
         self._recipient = recipient_user_id
         self._scrubber = StreamScrubber()
@@ -70,7 +82,7 @@ class ThreadReply:
         self._streaming = False  # True while `_message_ts` is an open chat stream
         self._use_streams = True  # False after chat.startStream was refused: post and update instead
         self._last_flush = 0.0
-        self.first_ts: str | None = None
+        self.answer_ts: list[str] = []  # the messages that carry answer text (not notices), oldest first
         self._delivered_chars = 0
 
     # ---- status ---------------------------------------------------------------------------------------
@@ -134,7 +146,7 @@ class ThreadReply:
                     recipient_user_id=self._recipient,
                     markdown_text=text,
                 )
-                self._started(str(response["ts"]), text, streaming=True)
+                await self._started(str(response["ts"]), text, streaming=True)
                 return
             except SlackApiError as exc:
                 log.warning(
@@ -142,12 +154,13 @@ class ThreadReply:
                 )
                 self._use_streams = False
         ts = await self._post(text)
-        self._started(ts, text, streaming=False)
+        await self._started(ts, text, streaming=False)
 
-    def _started(self, ts: str, text: str, *, streaming: bool) -> None:
+    async def _started(self, ts: str, text: str, *, streaming: bool) -> None:
         self._message_ts, self._message_text, self._streaming = ts, text, streaming
-        if self.first_ts is None:
-            self.first_ts = ts
+        self.answer_ts.append(ts)
+        if self._on_answer_message is not None:
+            await self._on_answer_message(tuple(self.answer_ts))
 
     async def _append(self, piece: str) -> None:
         assert self._message_ts is not None
@@ -176,12 +189,14 @@ class ThreadReply:
             self._message_ts = None
             self._message_text = ""
             if rest:
-                self._started(await self._post(rest), rest, streaming=False)
+                await self._started(await self._post(rest), rest, streaming=False)
 
     async def _close_message(self, blocks: list[dict[str, Any]] | None = None) -> None:
         if self._message_ts is not None and self._streaming:
             try:
                 await self._client.chat_stopStream(channel=self._thread.channel, ts=self._message_ts, blocks=blocks)
+                self._message_ts, self._message_text, self._streaming = None, "", False
+                return
             except SlackApiError as exc:
                 error = exc.response.get("error")
                 if blocks and error not in STREAM_CLOSED_ERRORS:
@@ -189,9 +204,11 @@ class ThreadReply:
                     log.warning("chat.stopStream refused the buttons (%s); stopping without them", error)
                     await self._close_message()
                     return
-                # The text is already shown; a stream Slack closed itself needs no stop.
+                # The text is already shown; a stream Slack closed itself (it expires after a few
+                # minutes) needs no stop, and its buttons are added by editing, below.
                 log.info("chat.stopStream failed (%s) for %s", error, self._message_ts)
-        elif self._message_ts is not None and blocks:
+                self._streaming = False
+        if self._message_ts is not None and not self._streaming and blocks:
             # A posted (not streamed) answer: `markdown_text` cannot carry blocks, so the text moves
             # into a markdown block above them.
             try:
@@ -226,10 +243,7 @@ class ThreadReply:
         except SlackApiError as exc:
             error = str(exc.response.get("error", ""))
             raise SlackProblem(f"chat.postMessage: {error}", slack_error=error) from exc
-        ts = str(response["ts"])
-        if self.first_ts is None:
-            self.first_ts = ts
-        return ts
+        return str(response["ts"])
 
     async def upload(self, *, filename: str, data: bytes, title: str) -> None:
         """Share a file in the thread."""
@@ -245,16 +259,21 @@ class ThreadReply:
             error = str(exc.response.get("error", ""))
             raise SlackProblem(f"files_upload_v2 {filename}: {error}", slack_error=error) from exc
 
-    async def mark_interrupted(self, ts: str, note: str) -> None:
-        """Replace a partial answer that a restart cut short with `note` (best effort).
+    async def mark_interrupted(self, message_ts: Sequence[str], note: str) -> None:
+        """Replace a partial answer that a restart cut short: its first message becomes `note`, the others go.
 
         The turn is answered again in full afterwards, so the partial text would only duplicate it.
+        Best effort: a message that is already gone or cannot be changed is logged and skipped.
         """
-        try:
-            await self._client.chat_stopStream(channel=self._thread.channel, ts=ts)
-        except SlackApiError as exc:
-            log.debug("stopStream on interrupted %s: %s", ts, exc.response.get("error"))
-        try:
-            await self._client.chat_update(channel=self._thread.channel, ts=ts, markdown_text=note)
-        except SlackApiError as exc:
-            log.info("could not mark interrupted answer %s: %s", ts, exc.response.get("error"))
+        for index, ts in enumerate(message_ts):
+            try:
+                await self._client.chat_stopStream(channel=self._thread.channel, ts=ts)
+            except SlackApiError as exc:
+                log.debug("stopStream on interrupted %s: %s", ts, exc.response.get("error"))
+            try:
+                if index == 0:
+                    await self._client.chat_update(channel=self._thread.channel, ts=ts, markdown_text=note)
+                else:
+                    await self._client.chat_delete(channel=self._thread.channel, ts=ts)
+            except SlackApiError as exc:
+                log.info("could not replace interrupted answer message %s: %s", ts, exc.response.get("error"))

@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,9 +35,18 @@ class TurnAcceptor:
     """`accept(incoming)` -> the new `Turn`, or None for a duplicate or a message that is not ours."""
 
     def __init__(
-        self, engine: AsyncEngine, *, sessions: sa.Table, turns: sa.Table, insert: Any, owner: str, lease_s: float
+        self,
+        engine: AsyncEngine,
+        *,
+        sessions: sa.Table,
+        turns: sa.Table,
+        insert: Any,
+        owner: str,
+        lease_s: float,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._engine = engine
+        self._clock = clock
         self._owner = owner
         self._lease_s = lease_s
         self._sessions = sessions
@@ -113,7 +123,7 @@ class TurnAcceptor:
 
     async def _write(self, batch: list[Incoming]) -> dict[MessageKey, Turn]:
         """One transaction for the whole batch; returns the turns that were new, by message key."""
-        now = time.time()
+        now = self._clock()
         by_key: dict[MessageKey, Incoming] = {}
         for incoming in batch:
             by_key.setdefault(_key(incoming), incoming)

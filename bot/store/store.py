@@ -5,16 +5,22 @@ SQLAlchemy Core on an async engine: SQLite through aiosqlite by default, Postgre
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import secrets
 import socket
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from bot.domain import Incoming, Session, SlackFile, ThreadFile, ThreadKey, Turn
+from bot.errors import StoreUnavailable
 from bot.store.acceptor import TurnAcceptor
 
 metadata = sa.MetaData()
@@ -66,6 +72,8 @@ turns = sa.Table(
     sa.Column("owner", sa.String(128), nullable=False, default=""),
     sa.Column("lease_until", sa.Float, nullable=False, default=0.0),
     sa.Column("reply_ts", sa.String(32)),
+    # Every Slack message that carries (part of) the answer, as a JSON list of ts, oldest first.
+    sa.Column("answer_messages", sa.Text),
     sa.Column("response_id", sa.String(128)),
     sa.Column("outcome", sa.String(64)),
     sa.Column("model", sa.String(128)),
@@ -103,9 +111,30 @@ UNFINISHED = ("pending", "running")
 DEFAULT_LEASE_S = 60.0
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _database_errors_as_ours(method: Callable[_P, Awaitable[_R]]) -> Callable[_P, Awaitable[_R]]:
+    """Raise `StoreUnavailable` for a database that failed the call (the driver's errors stay in here)."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return await method(*args, **kwargs)
+        except (SQLAlchemyError, OSError) as exc:
+            raise StoreUnavailable(f"{method.__name__}: {exc.__class__.__name__}: {exc}") from exc
+
+    return wrapper
+
+
 def default_owner() -> str:
-    """This process's name in turn claims: the host name (stable across restarts in one container)."""
-    return socket.gethostname() or "bot"
+    """A name for this process in turn claims, unique per process (host, pid and a random part).
+
+    Two processes never share it, also on one host or after a pid is reused; leases, not names, decide
+    which process answers a turn.
+    """
+    return f"{socket.gethostname() or 'bot'}-{os.getpid()}-{secrets.token_hex(4)}"
 
 
 def async_database_url(url: str) -> str:
@@ -123,21 +152,37 @@ def async_database_url(url: str) -> str:
 class Store:
     """Async access to the bot's tables. Create with `await Store.open(url)`; close with `close()`."""
 
-    def __init__(self, engine: AsyncEngine, *, owner: str = "", lease_s: float = DEFAULT_LEASE_S) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        owner: str = "",
+        lease_s: float = DEFAULT_LEASE_S,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._engine = engine
+        self._clock = clock
         self._dialect = engine.dialect.name
         self.owner = owner or default_owner()
         self.lease_s = lease_s
         self._acceptor = TurnAcceptor(
-            engine, sessions=sessions, turns=turns, insert=self._insert, owner=self.owner, lease_s=lease_s
+            engine, sessions=sessions, turns=turns, insert=self._insert, owner=self.owner, lease_s=lease_s, clock=clock
         )
 
     @classmethod
-    async def open(cls, database_url: str, *, owner: str = "", lease_s: float = DEFAULT_LEASE_S) -> Store:
+    async def open(
+        cls,
+        database_url: str,
+        *,
+        owner: str = "",
+        lease_s: float = DEFAULT_LEASE_S,
+        clock: Callable[[], float] = time.time,
+    ) -> Store:
         """Connect, create missing tables, and return the store.
 
-        `owner` names this process in the turns it claims (default: the host name); `lease_s` is how
-        long a claim holds without renewal before another process may take the turn over.
+        `owner` names this process in the turns it claims (default: unique per process); `lease_s` is how
+        long a claim holds without renewal before another process may take the turn over; `clock` gives
+        the time in seconds (tests move it instead of sleeping).
         """
         url = async_database_url(database_url)
         kwargs: dict[str, Any] = {}
@@ -159,7 +204,7 @@ class Store:
 
         async with engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
-        return cls(engine, owner=owner, lease_s=lease_s)
+        return cls(engine, owner=owner, lease_s=lease_s, clock=clock)
 
     async def close(self) -> None:
         await self._acceptor.close()
@@ -207,7 +252,7 @@ class Store:
             raise ValueError(f"unknown session fields: {set(values) - allowed}")
         async with self._engine.begin() as conn:
             await conn.execute(
-                sa.update(sessions).where(*_thread_where(sessions, thread)).values(**values, updated_at=time.time())
+                sa.update(sessions).where(*_thread_where(sessions, thread)).values(**values, updated_at=self._clock())
             )
 
     # ---- files ------------------------------------------------------------------------------------------
@@ -247,29 +292,50 @@ class Store:
                     size_bytes=file.size_bytes,
                     description=file.description,
                     sha256=file.sha256,
-                    created_at=time.time(),
+                    created_at=self._clock(),
                 )
                 .on_conflict_do_nothing()
             )
 
     # ---- turns ------------------------------------------------------------------------------------------
 
-    async def start_turn(self, turn_id: int) -> None:
-        """Mark a turn running and count the attempt."""
+    # A turn moves pending -> running -> done | failed. Each transition below holds only while this
+    # process owns the turn's claim (`owner`), and a finished turn is never claimed again, so a turn is
+    # answered by one process at a time and never after it was recorded as finished.
+
+    @_database_errors_as_ours
+    async def start_turn(self, turn_id: int) -> int | None:
+        """Mark a turn running and count the attempt, if this process still holds its claim.
+
+        Returns the attempt number (1 for the first), or None when the turn is finished or another
+        process has taken it over: then it must not run here.
+        """
+        now = self._clock()
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                sa.update(turns)
+                .where(turns.c.id == turn_id, turns.c.owner == self.owner, turns.c.status.in_(UNFINISHED))
+                .values(status="running", attempts=turns.c.attempts + 1, lease_until=now + self.lease_s, updated_at=now)
+                .returning(turns.c.attempts)
+            )
+            row = result.first()
+        return None if row is None else int(row[0])
+
+    @_database_errors_as_ours
+    async def set_answer_messages(self, turn_id: int, message_ts: Sequence[str]) -> None:
+        """Remember the Slack messages that carry the answer so far (replaced if the turn is interrupted)."""
         async with self._engine.begin() as conn:
             await conn.execute(
                 sa.update(turns)
-                .where(turns.c.id == turn_id)
-                .values(status="running", attempts=turns.c.attempts + 1, updated_at=time.time())
+                .where(turns.c.id == turn_id, turns.c.owner == self.owner)
+                .values(
+                    reply_ts=message_ts[0] if message_ts else None,
+                    answer_messages=json.dumps(list(message_ts)),
+                    updated_at=self._clock(),
+                )
             )
 
-    async def set_reply_ts(self, turn_id: int, reply_ts: str) -> None:
-        """Remember the Slack message that carries the answer (to mark it if the turn is interrupted)."""
-        async with self._engine.begin() as conn:
-            await conn.execute(
-                sa.update(turns).where(turns.c.id == turn_id).values(reply_ts=reply_ts, updated_at=time.time())
-            )
-
+    @_database_errors_as_ours
     async def finish_turn(
         self,
         turn_id: int,
@@ -281,14 +347,17 @@ class Store:
         input_tokens: int | None = None,
         output_tokens: int | None = None,
         duration_s: float | None = None,
-    ) -> None:
-        """Mark a turn `done` or `failed` with a short outcome code and its usage; it will not run again."""
+    ) -> bool:
+        """Mark a turn `done` or `failed` with a short outcome code and its usage; it will not run again.
+
+        Returns False (and changes nothing) when this process no longer holds the turn's claim.
+        """
         if status not in {"done", "failed"}:
             raise ValueError(status)
         async with self._engine.begin() as conn:
-            await conn.execute(
+            result = await conn.execute(
                 sa.update(turns)
-                .where(turns.c.id == turn_id)
+                .where(turns.c.id == turn_id, turns.c.owner == self.owner, turns.c.status.in_(UNFINISHED))
                 .values(
                     status=status,
                     outcome=outcome,
@@ -297,21 +366,20 @@ class Store:
                     input_tokens=input_tokens,
                     output_tokens=output_tokens,
                     duration_s=duration_s,
-                    updated_at=time.time(),
+                    updated_at=self._clock(),
                 )
+                .returning(turns.c.id)
             )
+            return result.first() is not None
 
     async def claim_unfinished_turns(self) -> list[Turn]:
-        """Claim the turns acknowledged but not answered that no live process holds, oldest first.
+        """Claim the unfinished turns that no live process holds (their lease ran out), oldest first.
 
-        That is this owner's own turns (a restart) and turns whose owner stopped renewing its lease
-        (a crashed replica). Each turn is claimed by one process only.
+        Leases, not names, decide: a turn whose claim is still renewed is never taken, whoever owns it,
+        and each turn is claimed by one process only (the update re-checks the lease under its row lock).
         """
-        now = time.time()
-        claimable = sa.and_(
-            turns.c.status.in_(UNFINISHED),
-            sa.or_(turns.c.owner == self.owner, turns.c.lease_until < now),
-        )
+        now = self._clock()
+        claimable = sa.and_(turns.c.status.in_(UNFINISHED), turns.c.lease_until < now)
         async with self._engine.begin() as conn:
             result = await conn.execute(
                 sa.update(turns)
@@ -322,14 +390,23 @@ class Store:
             rows = sorted(result.all(), key=lambda r: int(r.id))
         return [_turn_from_row(r) for r in rows]
 
-    async def renew_leases(self) -> None:
-        """Keep this owner's claims on its unfinished turns."""
+    async def renew_leases(self, turn_ids: Collection[int]) -> set[int]:
+        """Extend this process's claims on `turn_ids` (the turns it holds); returns those still its own.
+
+        A held turn missing from the result was taken over or finished elsewhere: stop working on it.
+        Turns of this process that it no longer holds (not in `turn_ids`) are left to expire, so any
+        process, this one included, claims them again.
+        """
+        if not turn_ids:
+            return set()
         async with self._engine.begin() as conn:
-            await conn.execute(
+            result = await conn.execute(
                 sa.update(turns)
-                .where(turns.c.owner == self.owner, turns.c.status.in_(UNFINISHED))
-                .values(lease_until=time.time() + self.lease_s)
+                .where(turns.c.owner == self.owner, turns.c.status.in_(UNFINISHED), turns.c.id.in_(list(turn_ids)))
+                .values(lease_until=self._clock() + self.lease_s)
+                .returning(turns.c.id)
             )
+            return {int(row[0]) for row in result.all()}
 
     async def release_leases(self) -> None:
         """Give up this owner's claims (clean shutdown) so any process may answer them at once."""
@@ -369,7 +446,7 @@ class Store:
                     user_id=user_id,
                     response_id=response_id,
                     rating=rating,
-                    created_at=time.time(),
+                    created_at=self._clock(),
                 )
             )
 
@@ -390,7 +467,7 @@ class Store:
         async with self._engine.begin() as conn:
             result = await conn.execute(
                 self._insert(delivered_outputs)
-                .values(container_id=container_id, file_id=file_id, created_at=time.time())
+                .values(container_id=container_id, file_id=file_id, created_at=self._clock())
                 .on_conflict_do_nothing()
                 .returning(delivered_outputs.c.file_id)
             )
@@ -424,5 +501,11 @@ def _turn_from_row(r: sa.Row[Any]) -> Turn:
         files=tuple(SlackFile.from_slack(f) for f in json.loads(r.files_json or "[]")),
         is_thread_reply=bool(r.is_thread_reply),
         attempts=int(r.attempts),
-        reply_ts=r.reply_ts,
+        answer_messages=_answer_messages(r),
     )
+
+
+def _answer_messages(r: sa.Row[Any]) -> tuple[str, ...]:
+    if r.answer_messages:
+        return tuple(str(ts) for ts in json.loads(r.answer_messages))
+    return (r.reply_ts,) if r.reply_ts else ()

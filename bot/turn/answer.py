@@ -10,7 +10,6 @@ from bot.errors import BotError
 from bot.events import FileCited, ImageOutput, Progress, TextDelta, TurnDone
 from bot.i18n import t
 from bot.slack.reply import ThreadReply
-from bot.store import Store
 from bot.turn.environment import Environment
 from bot.turn.outputs import Outputs
 
@@ -24,7 +23,7 @@ PHASE_STATUS = {
 
 
 async def stream_answer(
-    *, runner: TurnRunner, store: Store, reply: ThreadReply, turn: Turn, env: Environment, input_text: str
+    *, runner: TurnRunner, reply: ThreadReply, turn: Turn, env: Environment, input_text: str
 ) -> tuple[TurnDone, Outputs]:
     """Stream one response for `turn` into `reply`; returns how it ended and the files it produced.
 
@@ -37,16 +36,12 @@ async def stream_answer(
         input_text=input_text,
         metadata={"slack_channel": turn.thread.channel, "slack_ts": turn.ts},
     )
-    saved_reply_ts = False
     # aclosing: a stop or shutdown closes the HTTP stream at once, which ends the response at OpenAI.
     async with contextlib.aclosing(stream) as events:
         async for event in events:
             if isinstance(event, TextDelta):
                 outputs.text.append(event.text)
                 await reply.write(event.text)
-                if reply.first_ts and not saved_reply_ts:
-                    await store.set_reply_ts(turn.id, reply.first_ts)
-                    saved_reply_ts = True
             elif isinstance(event, Progress):
                 await reply.flush()
                 await reply.set_status(t(PHASE_STATUS[event.phase], turn.language))

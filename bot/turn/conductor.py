@@ -9,15 +9,16 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
+from typing import Any, TypeVar
 
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.analysis.turns import TurnRunner
 from bot.analysis.workspace import Workspace
 from bot.domain import Session, ThreadFile, Turn
-from bot.errors import BotError, ContainerExpired, OpenAIProblem
+from bot.errors import BotError, ContainerExpired, OpenAIProblem, StoreUnavailable
 from bot.events import TurnDone
 from bot.i18n import Language, t
 from bot.slack.reply import ThreadReply, feedback_blocks
@@ -28,6 +29,7 @@ from bot.turn.files_in import FilesIn, ThreadLimits
 from bot.turn.intake import Intake
 from bot.turn.outputs import OutputDelivery
 from bot.turn.prompt import turn_input
+from bot.turn.scheduler import StopSignal
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +41,28 @@ class _Stopped(Exception):
 # A turn that was started this many times and never finished is not tried again (it may be what
 # crashes the process).
 MAX_TURN_ATTEMPTS = 3
+
+
+# Waits between attempts to record a turn's start or end while the database does not answer.
+RECORD_RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+_T = TypeVar("_T")
+
+
+async def _until_recorded(what: str, call: Callable[[], Awaitable[_T]]) -> _T:
+    """`call()`, retried with back-off (the last delay repeating) until the database takes it.
+
+    Only cancellation (shutdown) ends the wait; the turn then stays unfinished and is claimed again.
+    """
+    delays = iter(RECORD_RETRY_DELAYS_S)
+    delay = RECORD_RETRY_DELAYS_S[0]
+    while True:
+        try:
+            return await call()
+        except StoreUnavailable as err:
+            delay = next(delays, delay)
+            log.error("could not %s: %s; retrying in %.1fs", what, err.detail, delay)
+            await asyncio.sleep(delay)
 
 
 class Conductor:
@@ -62,38 +86,53 @@ class Conductor:
         self._environments = Environments(store=store, workspace=workspace)
         self._outputs = OutputDelivery(store=store, workspace=workspace)
 
-    async def run(self, turn: Turn, stop: asyncio.Event | None = None) -> None:
+    async def run(self, turn: Turn, stop: StopSignal | None = None) -> None:
         """Answer `turn` in its thread and record the outcome; the turn is then finished for good.
 
-        Setting `stop` cancels the answer (the OpenAI stream is closed, which ends the response) and
-        tells the user it was stopped. Cancelling `run` itself (shutdown) leaves the turn unfinished,
-        to be answered after the next start.
+        The turn runs only if this process still holds its claim (`Store.start_turn`). Setting `stop`
+        cancels the answer (the OpenAI stream is closed, which ends the response) and tells the user it
+        was stopped; with reason "lost_claim" it ends quietly, as another process answers the turn.
+        Cancelling `run` itself (shutdown) leaves the turn unfinished, to be answered after the next start.
         """
         lang = turn.language
-        reply = ThreadReply(client=self._slack, thread=turn.thread, recipient_user_id=turn.user_id)
-        started = time.monotonic()
-        if turn.reply_ts:
-            await reply.mark_interrupted(turn.reply_ts, t("turn.interrupted", lang))
-        if turn.attempts >= MAX_TURN_ATTEMPTS:
-            log.error("turn %s was interrupted %d times; giving up", turn.id, turn.attempts)
-            await self._report(turn, reply, BotError(f"{turn.attempts} interrupted attempts"), lang)
-            await self._store.finish_turn(turn.id, status="failed", outcome="too_many_attempts")
+        attempt = await _until_recorded(f"start turn {turn.id}", lambda: self._store.start_turn(turn.id))
+        if attempt is None:
+            log.info("turn %s is finished or owned by another process; not running it here", turn.id)
             return
-        await self._store.start_turn(turn.id)
+
+        async def remember_answer_messages(message_ts: Sequence[str]) -> None:
+            await self._store.set_answer_messages(turn.id, message_ts)
+
+        reply = ThreadReply(
+            client=self._slack,
+            thread=turn.thread,
+            recipient_user_id=turn.user_id,
+            on_answer_message=remember_answer_messages,
+        )
+        started = time.monotonic()
+        if turn.answer_messages:
+            await reply.mark_interrupted(turn.answer_messages, t("turn.interrupted", lang))
+        if attempt > MAX_TURN_ATTEMPTS:
+            log.error("turn %s was interrupted %d times; giving up", turn.id, attempt - 1)
+            await self._report(turn, reply, BotError(f"{attempt - 1} interrupted attempts"), lang)
+            await self._record(turn, status="failed", outcome="too_many_attempts")
+            return
         await reply.set_status(t("status.thinking", lang))
+        stop = stop or StopSignal()
         try:
-            done = await self._answer_unless_stopped(turn, reply, lang, stop or asyncio.Event())
+            done = await self._answer_unless_stopped(turn, reply, lang, stop)
         except _Stopped:
+            if stop.reason == "lost_claim":
+                log.warning("turn %s was taken over by another process; stopped here", turn.id)
+                return
             log.info("turn %s stopped by the user", turn.id)
             await self._tell(turn, reply, t("turn.stopped", lang))
-            await self._store.finish_turn(
-                turn.id, status="done", outcome="stopped", duration_s=time.monotonic() - started
-            )
+            await self._record(turn, status="done", outcome="stopped", duration_s=time.monotonic() - started)
             return
         except BotError as err:
             await self._report(turn, reply, err, lang)
-            await self._store.finish_turn(
-                turn.id,
+            await self._record(
+                turn,
                 status="failed",
                 outcome=err.__class__.__name__,
                 model=self._runner.model,
@@ -103,12 +142,10 @@ class Conductor:
         except Exception as exc:  # the one broad catch: anything unexpected still gets an answer
             log.exception("turn %s failed unexpectedly", turn.id)
             await self._report(turn, reply, BotError(repr(exc)), lang)
-            await self._store.finish_turn(
-                turn.id, status="failed", outcome="unexpected", duration_s=time.monotonic() - started
-            )
+            await self._record(turn, status="failed", outcome="unexpected", duration_s=time.monotonic() - started)
             return
-        await self._store.finish_turn(
-            turn.id,
+        await self._record(
+            turn,
             status="done",
             outcome=done.incomplete_reason or "completed",
             response_id=done.response_id,
@@ -118,8 +155,18 @@ class Conductor:
             duration_s=time.monotonic() - started,
         )
 
+    async def _record(self, turn: Turn, **outcome: Any) -> None:
+        """Record the turn as finished, retrying while the database is away (the answer is already out).
+
+        The thread's next turn waits meanwhile, and this process keeps the turn's claim, so a finished
+        answer is never answered again by this or another process.
+        """
+        held = await _until_recorded(f"finish turn {turn.id}", lambda: self._store.finish_turn(turn.id, **outcome))
+        if not held:
+            log.warning("turn %s was taken over by another process before it was recorded here", turn.id)
+
     async def _answer_unless_stopped(
-        self, turn: Turn, reply: ThreadReply, lang: Language, stop: asyncio.Event
+        self, turn: Turn, reply: ThreadReply, lang: Language, stop: StopSignal
     ) -> TurnDone:
         answer = asyncio.create_task(self._answer(turn, reply, lang), name=f"answer-{turn.id}")
         stopped = asyncio.create_task(stop.wait(), name=f"stop-{turn.id}")
@@ -146,7 +193,7 @@ class Conductor:
                 paths = await self._container_paths(env.container_id, files)
                 input_text = turn_input(turn, files, new_ids=new_ids, paths=paths, reset=env.reset)
                 done, outputs = await stream_answer(
-                    runner=self._runner, store=self._store, reply=reply, turn=turn, env=env, input_text=input_text
+                    runner=self._runner, reply=reply, turn=turn, env=env, input_text=input_text
                 )
                 break
             except ContainerExpired:

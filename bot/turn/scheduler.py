@@ -12,7 +12,14 @@ from bot.domain import ThreadKey, Turn
 
 log = logging.getLogger(__name__)
 
-RunTurn = Callable[[Turn, asyncio.Event], Awaitable[None]]
+
+class StopSignal(asyncio.Event):
+    """Set to stop a running turn; `reason` says why: the user asked, or this process lost the turn's claim."""
+
+    reason: str = "user"
+
+
+RunTurn = Callable[[Turn, StopSignal], Awaitable[None]]
 
 
 class TurnScheduler:
@@ -27,7 +34,8 @@ class TurnScheduler:
         self._run_turn = run_turn
         self._queues: dict[ThreadKey, deque[Turn]] = {}
         self._workers: dict[ThreadKey, asyncio.Task[None]] = {}
-        self._stops: dict[ThreadKey, asyncio.Event] = {}
+        self._stops: dict[ThreadKey, StopSignal] = {}
+        self._running: dict[ThreadKey, int] = {}
         self._slots = asyncio.Semaphore(max_concurrent)
         self._closing = False
         self._idle = asyncio.Event()
@@ -59,13 +67,31 @@ class TurnScheduler:
         event.set()
         return True
 
+    def held_turn_ids(self) -> set[int]:
+        """The turns this scheduler has queued or running (whose claims this process must keep)."""
+        return {turn.id for queue in self._queues.values() for turn in queue}
+
+    def abandon(self, turn_ids: set[int]) -> None:
+        """Drop turns this process no longer owns: queued ones are removed, running ones stopped quietly."""
+        for thread, queue in list(self._queues.items()):
+            running = self._running.get(thread)
+            for turn in [t for t in queue if t.id in turn_ids]:
+                if turn.id == running:
+                    event = self._stops.get(thread)
+                    if event is not None and not event.is_set():
+                        event.reason = "lost_claim"
+                        event.set()
+                else:
+                    queue.remove(turn)
+
     async def _drain(self, thread: ThreadKey) -> None:
         queue = self._queues[thread]
         try:
             while queue and not self._closing:
                 turn = queue[0]
                 async with self._slots:
-                    stop = self._stops[thread] = asyncio.Event()
+                    stop = self._stops[thread] = StopSignal()
+                    self._running[thread] = turn.id
                     try:
                         await self._run_turn(turn, stop)
                     except asyncio.CancelledError:
@@ -74,6 +100,7 @@ class TurnScheduler:
                         log.exception("turn %s crashed", turn.id)
                     finally:
                         self._stops.pop(thread, None)
+                        self._running.pop(thread, None)
                 if queue and queue[0] is turn:
                     queue.popleft()
         finally:

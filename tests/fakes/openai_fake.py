@@ -109,7 +109,8 @@ class Script:
       text deltas, terminal ``response.failed``).
     - ``error_event``: fields of a bare ``error`` event sent after the text deltas instead of a
       terminal response event (defaults: code "server_error", the real generic message, param null).
-    - ``delay_s``: sleep after every SSE event. ``hold``: pause after the first text delta until set.
+    - ``delay_s``: sleep after every SSE event. ``hold``: pause after the first text delta until set
+      (with ``hold_after_chars``: after the delta that reaches that many characters of text).
     - ``usage``: overrides the computed usage keys.
     """
 
@@ -123,6 +124,7 @@ class Script:
     error_event: dict[str, Any] | None = None
     delay_s: float = 0.0
     hold: asyncio.Event | None = None
+    hold_after_chars: int = 0
     usage: dict[str, Any] | None = None
 
 
@@ -1014,11 +1016,13 @@ class FakeOpenAI:
             part: dict[str, Any] = dict(type="output_text", annotations=[], logprobs=[], text="")
             yield _ev("response.content_part.added", **at, part=part)
             message["content"].append(part)
-            for index, piece in enumerate(_chunks(text, TEXT_DELTA_CHARS) or [""]):
+            held = False
+            for piece in _chunks(text, TEXT_DELTA_CHARS) or [""]:
                 if piece:
                     part["text"] += piece
                     yield _ev("response.output_text.delta", **at, delta=piece, logprobs=[], **run.obfuscation(piece))
-                if index == 0 and script.hold is not None:
+                if script.hold is not None and not held and len(part["text"]) >= script.hold_after_chars:
+                    held = True
                     await script.hold.wait()
             if script.error_event is not None or script.status == "failed":
                 self._finish(run, persist=False)

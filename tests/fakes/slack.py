@@ -882,6 +882,21 @@ class FakeSlack:
         self._echo_changed(msg, before)
         return {"channel": ch.id, "ts": msg.ts, "text": msg.text, "message": self._api_message(msg)}
 
+    def _m_chat_delete(self, p: dict[str, Any]) -> dict[str, Any]:
+        """A bot token deletes only the app's own messages (`cant_delete_message`); gone -> `message_not_found`.
+        A message still streaming can be deleted; the channel gets a hidden `message_deleted` event."""
+        ch = self._channel(p.get("channel"))
+        msg = self._find(ch.id, str(p.get("ts", "")))
+        if msg is None:
+            raise _SlackError("message_not_found")
+        if not msg.bot:
+            raise _SlackError("cant_delete_message")
+        self._messages[ch.id].remove(msg)
+        ts, kind = self._next_ts(), ch.type
+        event = {"type": "message", "subtype": "message_deleted", "hidden": True, "deleted_ts": msg.ts}
+        self._echo({**event, "channel": ch.id, "ts": ts, "event_ts": ts, "channel_type": kind})
+        return {"channel": ch.id, "ts": msg.ts}
+
     def _m_chat_startStream(self, p: dict[str, Any]) -> dict[str, Any]:
         """Needs a root `thread_ts`; outside DMs also `recipient_team_id` and `recipient_user_id`."""
         ch = self._writable(p.get("channel"))

@@ -17,13 +17,20 @@ from tests.fakes.openai_fake import FakeOpenAI, Script
 from tests.fakes.slack import FakeSlack
 
 ROOT = Path(__file__).resolve().parents[2]
+TEST_LEASE_S = 2
 
 
 @asynccontextmanager
 async def bot_process(
     slack: FakeSlack, oai: FakeOpenAI, database_url: str, log_path: Path
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **bot_env(slack, oai, database_url), "LOG_LEVEL": "INFO"}
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        **bot_env(slack, oai, database_url),
+        "LOG_LEVEL": "INFO",
+        # A killed process's turns are taken over when its lease runs out: keep the wait short here.
+        "TURN_LEASE_S": str(TEST_LEASE_S),
+    }
     connections_before = slack.socket_connections
     with log_path.open("ab") as log:
         proc = await asyncio.create_subprocess_exec(
