@@ -1,4 +1,8 @@
-"""Converts `openai` SDK exceptions into our error tree (the only module that switches on them)."""
+"""Converts OpenAI's errors into our error tree: SDK exceptions and the errors a stream reports.
+
+The only module that reads OpenAI's error codes, types or wording; codes and types are preferred, and
+the message text is read only where OpenAI gives no code (an expired container).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from bot.errors import (
     OpenAIRateLimited,
     OpenAIRejected,
     OpenAIUnavailable,
+    ResponseFailed,
 )
 
 
@@ -47,3 +52,15 @@ def convert(exc: openai.OpenAIError) -> BotError:
     if exc.status_code >= 500 or exc.status_code in (408, 409):
         return OpenAIUnavailable(detail, request_id=request_id)
     return OpenAIRejected(detail, request_id=request_id)
+
+
+def stream_error(code: str | None, message: str, *, request_id: str | None, response_id: str = "") -> BotError:
+    """Our error for a `response.failed` or `error` event of a streamed response."""
+    if code == "rate_limit_exceeded":
+        return OpenAIRateLimited(f"{code}: {message}", request_id=request_id)
+    if code == "insufficient_quota":
+        return OpenAIQuotaExhausted(f"{code}: {message}", request_id=request_id)
+    if mentions_expired_container(message):
+        return ContainerExpired(message, request_id=request_id)
+    suffix = f" ({response_id})" if response_id else ""
+    return ResponseFailed(f"{code or 'unknown'}: {message}{suffix}", request_id=request_id)

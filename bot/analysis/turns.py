@@ -10,8 +10,8 @@ from typing import Any
 
 import openai
 
-from bot.analysis.openai_errors import convert, is_conversation_locked, mentions_expired_container
-from bot.errors import ContainerExpired, OpenAIBusy, OpenAIRateLimited, OpenAIUnavailable, ResponseFailed
+from bot.analysis.openai_errors import convert, is_conversation_locked, stream_error
+from bot.errors import OpenAIBusy, OpenAIRateLimited, OpenAIUnavailable
 from bot.events import FileCited, ImageOutput, Progress, TextDelta, TurnDone, TurnEvent, Usage
 
 log = logging.getLogger(__name__)
@@ -159,16 +159,16 @@ class TurnRunner:
                 return
             elif kind == "response.failed":
                 error = event.response.error
-                message = error.message if error else "response failed"
-                if mentions_expired_container(message):
-                    raise ContainerExpired(message, request_id=request_id)
-                code = error.code if error else "unknown"
-                raise ResponseFailed(f"{code}: {message} ({event.response.id})", request_id=request_id)
+                raise stream_error(
+                    error.code if error else None,
+                    error.message if error else "response failed",
+                    request_id=request_id,
+                    response_id=event.response.id,
+                )
             elif kind == "error":
-                message = str(getattr(event, "message", "") or "")
-                if mentions_expired_container(message):
-                    raise ContainerExpired(message, request_id=request_id)
-                raise ResponseFailed(f"{getattr(event, 'code', None)}: {message}", request_id=request_id)
+                raise stream_error(
+                    getattr(event, "code", None), str(getattr(event, "message", "") or ""), request_id=request_id
+                )
 
 
 def _draws_chart(code: str) -> bool:
