@@ -35,6 +35,59 @@ def test_round_trip_is_identical_text(tmp_path: Path, data: bytes, encoding: str
     assert profile.delimiter == ","
 
 
+ASCII_ROWS = "".join(f"{i},plain english row {i},value\n" for i in range(100_000))  # about 3 MB
+KOREAN_ROWS = "".join(f"{i},한국어 리뷰 {i} 배송이 빨라요,값\n" for i in range(2_000))
+LATER_KOREAN = "id,text,note\n" + ASCII_ROWS + KOREAN_ROWS
+
+
+@pytest.mark.parametrize(
+    ("text", "data", "encoding", "rows"),
+    [
+        pytest.param(LATER_KOREAN, LATER_KOREAN.encode("cp949"), "cp949", 102_000, id="3mb-ascii-then-cp949-rows"),
+        pytest.param(LATER_KOREAN, LATER_KOREAN.encode("utf-8"), "utf-8", 102_000, id="3mb-ascii-then-utf8-rows"),
+        pytest.param(
+            "a,b\n" + "x,y\n" * 30_000 + "똠,뷁\n",
+            ("a,b\n" + "x,y\n" * 30_000 + "똠,뷁\n").encode("cp949"),
+            "cp949",
+            30_001,
+            id="cp949-only-syllables-in-the-last-row",
+        ),
+        pytest.param(
+            "a,b\n" + "x,y\n" * 70_000 + "한,글\n",
+            ("a,b\n" + "x,y\n" * 70_000 + "한,글\n").encode("euc_kr"),
+            "cp949",
+            70_001,
+            id="euc-kr-after-the-first-chunk",
+        ),
+    ],
+)
+def test_encoding_is_decided_from_the_whole_file(
+    tmp_path: Path, text: str, data: bytes, encoding: str, rows: int
+) -> None:
+    src, dest = tmp_path / "raw", tmp_path / "utf8"
+    src.write_bytes(data)
+    profile = _to_utf8(src, dest, SlackFile(id="F1", name="later.csv"))
+    uploaded = dest if profile.converted else src
+    assert uploaded.read_bytes().decode("utf-8") == text
+    assert profile.encoding == encoding
+    assert profile.rows == rows
+    assert profile.columns == tuple(text.split("\n", 1)[0].split(","))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"a,b\n" + b"1,2\n" * 100_000 + b"3,\x81 \n", id="a-byte-no-candidate-knows-after-3mb"),
+        pytest.param(b"\xff\xfe" + "a,b\n".encode("utf-16-le") + b"\x00\xd8", id="utf16-with-a-broken-tail"),
+    ],
+)
+def test_text_that_no_candidate_decodes_is_refused(tmp_path: Path, data: bytes) -> None:
+    src, dest = tmp_path / "raw", tmp_path / "utf8"
+    src.write_bytes(data)
+    with pytest.raises(FileUnsupported):
+        _to_utf8(src, dest, SlackFile(id="F1", name="broken.csv"))
+
+
 def test_large_cp949_file_is_converted_across_chunk_boundaries(tmp_path: Path) -> None:
     text = "".join(f"{i},한국어 텍스트 {i},값\n" for i in range(60_000))
     src, dest = tmp_path / "raw", tmp_path / "utf8"

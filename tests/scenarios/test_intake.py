@@ -221,3 +221,19 @@ async def test_file_that_outgrows_the_limit_when_converted_is_refused_as_too_lar
         await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 2)
     assert "너무 큽니다" in answer_texts(slack, "C1", ts)[0]
     assert not oai.files
+
+
+async def test_cp949_rows_after_megabytes_of_ascii_reach_openai_as_utf8_korean(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    text = (
+        "id,review\n"
+        + "".join(f"{i},fast delivery and good quality\n" for i in range(100_000))
+        + "".join(f"{i},배송이 빠르고 품질이 좋아요\n" for i in range(500))
+    )
+    async with run_bot(slack, oai, sqlite_url):
+        ts = await share(slack, [slack.add_file(name="export.csv", content=text.encode("cp949"))], text="<@UBOT> look")
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 1)
+    assert uploaded_contents(oai)["export.csv"].decode("utf-8") == text
+    assert "original encoding cp949" in turn_input(oai)
+    assert answer_texts(slack, "C1", ts)[0].startswith("Echo:"), "answered, not refused"
