@@ -1,13 +1,15 @@
 """Encoding detection and UTF-8 conversion of text files (pure file-to-file work)."""
 
 import codecs
+import io
 from pathlib import Path
 
+import openpyxl
 import pytest
 
 from bot.domain import SlackFile, ThreadFile
 from bot.errors import FileUnsupported
-from bot.turn.intake import _to_utf8
+from bot.turn.intake import _to_utf8, _workbook_profile
 from bot.turn.prompt import describe_files
 
 REVIEWS = '리뷰ID,평점,내용\n1,5,배송이 빠르고 품질이 좋아요\n2,1,"포장이 엉망, 다시는 안 삽니다"\n3,4,가격 대비 만족\n'
@@ -121,3 +123,57 @@ def test_describe_files_marks_new_files_and_uses_container_paths() -> None:
     text = describe_files(files, new_ids={"F2"}, paths={"a.csv": "/mnt/data/file-1-a.csv"})
     assert "- /mnt/data/file-1-a.csv: 10 bytes" in text
     assert "- /mnt/data/b.csv (new this turn): 20 bytes" in text
+
+
+def workbook(sheets: dict[str, list[list[object]]]) -> bytes:
+    book = openpyxl.Workbook()
+    assert book.active is not None
+    book.remove(book.active)
+    for title, rows in sheets.items():
+        sheet = book.create_sheet(title)
+        for row in rows:
+            sheet.append(row)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        pytest.param(
+            workbook({"매출": [["월", "지역", "금액"], ["1월", "서울", 100], ["2월", "부산", 200]]}),
+            "1 sheet: '매출' (2 data rows; 3 columns: 월, 지역, 금액)",
+            id="one-sheet",
+        ),
+        pytest.param(
+            workbook({"Sales": [["month", "amount"], ["Jan", 1]], "Empty": [], "Notes": [["note"]]}),
+            "3 sheets: 'Sales' (1 data rows; 2 columns: month, amount), 'Empty' (0 data rows), "
+            "'Notes' (0 data rows; 1 columns: note)",
+            id="several-sheets",
+        ),
+        pytest.param(
+            workbook({"Wide": [[f"c{i}" for i in range(40)], list(range(40))]}),
+            "1 sheet: 'Wide' (1 data rows; 40 columns: " + ", ".join(f"c{i}" for i in range(30)) + " …)",
+            id="wide-header-truncated",
+        ),
+    ],
+)
+def test_workbook_profile_lists_each_sheet(tmp_path: Path, data: bytes, expected: str) -> None:
+    src = tmp_path / "book.xlsx"
+    src.write_bytes(data)
+    assert _workbook_profile(src, SlackFile(id="F1", name="book.xlsx")) == expected
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"PK\x03\x04" + bytes(200), id="truncated-zip"),
+        pytest.param(b"month,amount\nJan,1\n", id="csv-named-xlsx"),
+    ],
+)
+def test_broken_workbook_is_refused(tmp_path: Path, data: bytes) -> None:
+    src = tmp_path / "book.xlsx"
+    src.write_bytes(data)
+    with pytest.raises(FileUnsupported):
+        _workbook_profile(src, SlackFile(id="F1", name="book.xlsx"))

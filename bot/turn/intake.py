@@ -14,13 +14,17 @@ import csv
 import hashlib
 import logging
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import aiohttp
+import openpyxl
 from charset_normalizer import from_bytes
+from openpyxl.utils.exceptions import InvalidFileException
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -43,6 +47,23 @@ SNIFF_BYTES = 64 * 1024
 TEXT_TYPES = {"csv", "tsv", "tab", "txt", "text", "json", "jsonl", "ndjson"}
 BINARY_TYPES = {"xlsx", "xls", "xlsm", "parquet"}
 SUPPORTED_TYPES = TEXT_TYPES | BINARY_TYPES
+# Profiled with openpyxl. Old binary `.xls` workbooks are not: openpyxl cannot read them and they are
+# rare enough that the model (pandas + xlrd in the container) can look at them itself.
+WORKBOOK_TYPES = {"xlsx", "xlsm"}
+MAX_COLUMNS_SHOWN = 30
+# What openpyxl raises for a broken workbook: zip, XML (lxml's and ElementTree's errors are SyntaxErrors),
+# its own InvalidFileException, and lookups of parts that are missing.
+_WORKBOOK_ERRORS = (
+    zipfile.BadZipFile,
+    InvalidFileException,
+    KeyError,
+    IndexError,
+    ValueError,
+    TypeError,
+    SyntaxError,
+    EOFError,
+    OSError,
+)
 _HTML_PREFIXES = (b"<!doctype html", b"<html")
 _BINARY_SIGNATURES = (b"\x89PNG", b"%PDF", b"\xff\xd8\xff", b"GIF8", b"PK\x03\x04", b"\x1f\x8b")
 # Encodings a text file that is not UTF-8 may be in: detection ranks these on a sample.
@@ -69,9 +90,50 @@ class Profile:
         if self.rows is not None:
             parts.append(f"{self.rows} data rows")
         if self.columns:
-            shown = ", ".join(self.columns[:30]) + (" …" if len(self.columns) > 30 else "")
-            parts.append(f"{len(self.columns)} columns: {shown}")
+            parts.append(_columns_text(self.columns))
         return "; ".join(parts)
+
+
+def _columns_text(columns: tuple[str, ...]) -> str:
+    shown = ", ".join(columns[:MAX_COLUMNS_SHOWN]) + (" …" if len(columns) > MAX_COLUMNS_SHOWN else "")
+    return f"{len(columns)} columns: {shown}"
+
+
+def _sheet_profile(sheet: Any) -> str:
+    first = next(sheet.iter_rows(min_row=1, max_row=1, values_only=True), ())
+    while first and first[-1] is None:
+        first = first[:-1]
+    columns = tuple("" if v is None else str(v).strip() for v in first)
+    rows = sheet.max_row
+    if not rows or (rows == 1 and sheet.max_column == 1):
+        # No recorded size (or a writer that records "A1" for every sheet): count the rows.
+        rows = sum(1 for _ in sheet.iter_rows(values_only=True))
+    parts = [f"{max(rows - 1, 0) if columns else rows} data rows"]
+    if columns:
+        parts.append(_columns_text(columns))
+    return f"{sheet.title!r} ({'; '.join(parts)})"
+
+
+def _workbook_profile(path: Path, file: SlackFile) -> str:
+    """Each sheet of an XLSX workbook with its data rows and header names, e.g.
+    `1 sheet: 'Sales' (120 data rows; 3 columns: month, region, amount)`.
+
+    Read with openpyxl in read-only mode (rows are streamed, memory stays flat). A sheet without a
+    recorded size is counted row by row. Raises `FileUnsupported` for a file openpyxl cannot open.
+    """
+    # A file object, not the path: openpyxl judges a path by its suffix, and ours is the spool file's.
+    with path.open("rb") as fh:
+        try:
+            book = openpyxl.load_workbook(fh, read_only=True, data_only=True)
+        except _WORKBOOK_ERRORS as exc:
+            raise FileUnsupported(file.name, f"not a readable workbook: {exc.__class__.__name__}: {exc}") from exc
+        try:
+            sheets = [_sheet_profile(sheet) for sheet in book.worksheets]
+        except _WORKBOOK_ERRORS as exc:  # a sheet whose XML breaks part-way
+            raise FileUnsupported(file.name, f"not a readable workbook: {exc.__class__.__name__}: {exc}") from exc
+        finally:
+            book.close()
+    return f"{len(sheets)} sheet{'s' if len(sheets) != 1 else ''}: " + ", ".join(sheets)
 
 
 def file_kind(file: SlackFile) -> str:
@@ -162,6 +224,8 @@ class Intake:
                         # CP949 text grows by about a fifth in UTF-8.
                         raise self._too_large(file.name, converted_size)
                 description = f"{size} bytes; {profile.describe()}"
+            elif file_kind(file) in WORKBOOK_TYPES:
+                description = f"{size} bytes; {await asyncio.to_thread(_workbook_profile, raw, file)}"
             file_id = await self._workspace.upload_file(upload_path, filename=file.name)
         log.info(
             "file %s (%s, %d bytes, sha256 %s…) uploaded as %s", file.id, file_kind(file), size, digest[:12], file_id

@@ -86,6 +86,7 @@ async def test_xlsx_and_json_are_passed_through_unchanged(slack: FakeSlack, oai:
     assert contents["sales.xlsx"] == xlsx
     assert contents["sales.json"] == data
     assert "sales.xlsx" in turn_input(oai) and "sales.json" in turn_input(oai)
+    assert "1 sheet: 'Sheet' (1 data rows; 2 columns: 월, 매출)" in turn_input(oai), "the model gets each sheet"
 
 
 @pytest.mark.parametrize(
@@ -97,6 +98,11 @@ async def test_xlsx_and_json_are_passed_through_unchanged(slack: FakeSlack, oai:
             lambda s: s.add_file(name="report.pdf", content=b"%PDF-1.4", filetype="pdf", mimetype="application/pdf"),
             "CSV, TSV, XLSX, JSON",
             id="unsupported-format",
+        ),
+        pytest.param(
+            lambda s: s.add_file(name="broken.xlsx", content=b"PK\x03\x04" + bytes(300), filetype="xlsx"),
+            "분석할 수 없습니다",
+            id="broken-xlsx",
         ),
         pytest.param(
             lambda s: s.add_file(name="Budget", content=b"", is_external=True, external_type="gdrive"),
