@@ -7,8 +7,10 @@ from pathlib import Path
 import openpyxl
 import pytest
 
+from bot.analysis.workspace import assign_paths
 from bot.domain import SlackFile, ThreadFile
 from bot.errors import FileUnsupported
+from bot.turn.files_in import upload_name
 from bot.turn.intake import _to_utf8, _workbook_profile
 from bot.turn.prompt import describe_files
 
@@ -117,12 +119,53 @@ def test_png_named_csv_is_refused(tmp_path: Path) -> None:
 
 def test_describe_files_marks_new_files_and_uses_container_paths() -> None:
     files = [
-        ThreadFile("F1", "file-1", "a.csv", 10, "10 bytes"),
-        ThreadFile("F2", "file-2", "b.csv", 20, "20 bytes"),
+        ThreadFile("F1", "file-1", "data.csv", 10, "shared as `data.csv` by <@U1>; 10 bytes"),
+        ThreadFile("F2", "file-2", "data (2).csv", 20, "shared as `data.csv` by <@U2> (renamed); 20 bytes"),
+        ThreadFile("F3", "file-1", "data.csv", 10, "same bytes shared again"),
     ]
-    text = describe_files(files, new_ids={"F2"}, paths={"a.csv": "/mnt/data/file-1-a.csv"})
-    assert "- /mnt/data/file-1-a.csv: 10 bytes" in text
-    assert "- /mnt/data/b.csv (new this turn): 20 bytes" in text
+    text = describe_files(files, new_ids={"F2"}, paths={"data.csv": "/mnt/data/file-1-data.csv"})
+    assert text.splitlines()[1:] == [
+        "- /mnt/data/file-1-data.csv: shared as `data.csv` by <@U1>; 10 bytes",
+        "- /mnt/data/data (2).csv (new this turn): shared as `data.csv` by <@U2> (renamed); 20 bytes",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "taken", "expected"),
+    [
+        pytest.param("data.csv", set(), "data.csv", id="free"),
+        pytest.param("data.csv", {"data.csv"}, "data (2).csv", id="second"),
+        pytest.param("data.csv", {"data.csv", "data (2).csv"}, "data (3).csv", id="third"),
+        pytest.param("data", {"data"}, "data (2)", id="no-suffix"),
+        pytest.param("a.b.csv", {"a.b.csv"}, "a.b (2).csv", id="dots"),
+    ],
+)
+def test_upload_name(name: str, taken: set[str], expected: str) -> None:
+    assert upload_name(name, taken) == expected
+
+
+@pytest.mark.parametrize(
+    ("names", "paths", "expected"),
+    [
+        pytest.param(["a.csv"], ["/mnt/data/a.csv"], {"a.csv": "/mnt/data/a.csv"}, id="exact"),
+        pytest.param(["a.csv"], ["/mnt/data/file-9-a.csv"], {"a.csv": "/mnt/data/file-9-a.csv"}, id="prefixed"),
+        pytest.param(
+            ["data.csv", "data (2).csv"],
+            ["/mnt/data/data (2).csv", "/mnt/data/data.csv"],
+            {"data.csv": "/mnt/data/data.csv", "data (2).csv": "/mnt/data/data (2).csv"},
+            id="same-original-name",
+        ),
+        pytest.param(
+            ["2024.csv", "sales-2024.csv"],
+            ["/mnt/data/sales-2024.csv"],
+            {"sales-2024.csv": "/mnt/data/sales-2024.csv"},
+            id="exact-beats-prefix-and-each-path-once",
+        ),
+        pytest.param(["gone.csv"], ["/mnt/data/other.csv"], {}, id="missing"),
+    ],
+)
+def test_assign_paths(names: list[str], paths: list[str], expected: dict[str, str]) -> None:
+    assert assign_paths(names, paths) == expected
 
 
 def workbook(sheets: dict[str, list[list[object]]]) -> bytes:

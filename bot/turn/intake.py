@@ -199,8 +199,11 @@ class Intake:
             limit_mb=f"{self._limit / 1_048_576:.0f}",
         )
 
-    async def bring(self, file: SlackFile, *, known: Mapping[str, ThreadFile]) -> tuple[ThreadFile, bool]:
-        """Fetch `file` from Slack, check it, convert text to UTF-8 and upload it to OpenAI.
+    async def bring(
+        self, file: SlackFile, *, known: Mapping[str, ThreadFile], upload_name: str | None = None
+    ) -> tuple[ThreadFile, bool]:
+        """Fetch `file` from Slack, check it, convert text to UTF-8 and upload it to OpenAI under
+        `upload_name` (default: the Slack name), which becomes its name in the container.
 
         `known` maps the SHA-256 of the thread's files to them: the same bytes shared again are not
         uploaded twice, and the second value of the result is True for such a duplicate.
@@ -226,14 +229,14 @@ class Intake:
                 description = f"{size} bytes; {profile.describe()}"
             elif file_kind(file) in WORKBOOK_TYPES:
                 description = f"{size} bytes; {await asyncio.to_thread(_workbook_profile, raw, file)}"
-            file_id = await self._workspace.upload_file(upload_path, filename=file.name)
+            file_id = await self._workspace.upload_file(upload_path, filename=upload_name or file.name)
         log.info(
             "file %s (%s, %d bytes, sha256 %s…) uploaded as %s", file.id, file_kind(file), size, digest[:12], file_id
         )
         thread_file = ThreadFile(
             slack_file_id=file.id,
             openai_file_id=file_id,
-            filename=file.name,
+            filename=upload_name or file.name,
             size_bytes=size,
             description=description,
             sha256=digest,
