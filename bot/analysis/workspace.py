@@ -29,6 +29,13 @@ class GeneratedFile:
     file_id: str
     filename: str
     created_at: int
+    size_bytes: int = 0
+
+    @property
+    def version(self) -> str:
+        """What identifies this version of the file: code that rewrites a path may keep the file's id,
+        but its size and creation time describe the latest write."""
+        return f"{self.file_id}:{self.size_bytes}:{self.created_at}"
 
 
 def assign_paths(filenames: Sequence[str], paths: Sequence[str]) -> dict[str, str]:
@@ -167,11 +174,26 @@ class Workspace:
                             file_id=item.id,
                             filename=Path(item.path).name,
                             created_at=item.created_at,
+                            size_bytes=item.bytes,
                         )
                     )
         except openai.OpenAIError as exc:
             raise convert(exc) from exc
         return found
+
+    async def generated_file(self, container_id: str, file_id: str) -> GeneratedFile:
+        """One file of a container, as it is now."""
+        try:
+            item = await self._client.containers.files.retrieve(file_id, container_id=container_id)
+        except openai.OpenAIError as exc:
+            raise convert(exc) from exc
+        return GeneratedFile(
+            container_id=container_id,
+            file_id=item.id,
+            filename=Path(item.path).name,
+            created_at=item.created_at,
+            size_bytes=item.bytes,
+        )
 
     async def download(self, container_id: str, file_id: str) -> bytes:
         """The bytes of a file in a container."""
