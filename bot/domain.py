@@ -67,6 +67,15 @@ class SlackFile:
 
 
 @dataclass(frozen=True)
+class SharedFile:
+    """A Slack file as shared in a thread: by whom and with which message."""
+
+    file: SlackFile
+    message_ts: str
+    user_id: str
+
+
+@dataclass(frozen=True)
 class Turn:
     """One user message the bot must answer exactly once."""
 

@@ -37,6 +37,7 @@ class ImageOutput:
 
     data: bytes
     container_id: str
+    saves_figure: bool = False  # the code that displayed it also saved a figure to a file
 
 
 @dataclass(frozen=True)

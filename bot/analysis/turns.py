@@ -129,9 +129,10 @@ class TurnRunner:
                 item = event.item
                 if item.container_id and item.container_id not in container_ids:
                     container_ids.append(item.container_id)
+                saves = "savefig(" in (item.code or "")
                 for output in item.outputs or []:
                     if output.type == "image" and (data := _data_url_bytes(output.url)) is not None:
-                        yield ImageOutput(data=data, container_id=item.container_id)
+                        yield ImageOutput(data=data, container_id=item.container_id, saves_figure=saves)
             elif kind == "response.output_text.annotation.added":
                 annotation = _as_dict(event.annotation)
                 if annotation.get("type") == "container_file_citation":

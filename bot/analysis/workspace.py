@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import openai
@@ -29,6 +29,32 @@ class GeneratedFile:
     file_id: str
     filename: str
     created_at: int
+    size_bytes: int = 0
+
+    @property
+    def version(self) -> str:
+        """What identifies this version of the file: code that rewrites a path may keep the file's id,
+        but its size and creation time describe the latest write."""
+        return f"{self.file_id}:{self.size_bytes}:{self.created_at}"
+
+
+def assign_paths(filenames: Sequence[str], paths: Sequence[str]) -> dict[str, str]:
+    """Match each uploaded file name to its container path (OpenAI chooses the path); unmatched names
+    are left out. A path whose name is the file name wins; then a path that carries a prefix before the
+    name (`<id>-name.csv`). Each path is given to one name only."""
+    found: dict[str, str] = {}
+    free = list(paths)
+    for prefixed in (False, True):
+        for name in filenames:
+            if name in found:
+                continue
+            for path in free:
+                base = PurePosixPath(path).name
+                if base.endswith(f"-{name}") if prefixed else base == name:
+                    found[name] = path
+                    free.remove(path)
+                    break
+    return found
 
 
 class Workspace:
@@ -107,11 +133,13 @@ class Workspace:
         log.info("container %s created for %s with %d files", container.id, name, len(file_ids))
         return container.id
 
-    async def add_file_to_container(self, container_id: str, file_id: str) -> None:
+    async def add_file_to_container(self, container_id: str, file_id: str) -> str:
+        """Copy an uploaded file into a container; returns its path there."""
         try:
-            await self._client.containers.files.create(container_id, file_id=file_id)
+            created = await self._client.containers.files.create(container_id, file_id=file_id)
         except openai.OpenAIError as exc:
             raise convert(exc) from exc
+        return created.path
 
     async def upload_file(self, path: Path, *, filename: str) -> str:
         """Upload a local file to the Files API (`purpose="user_data"`); returns the file id."""
@@ -123,20 +151,16 @@ class Workspace:
             raise FileUploadFailed(filename, str(err), request_id=err.request_id) from exc
         return created.id
 
-    async def user_file_paths(self, container_id: str) -> dict[str, str]:
-        """Map each user file's name to its path in the container (OpenAI chooses the path)."""
-        paths: dict[str, str] = {}
+    async def user_file_paths(self, container_id: str) -> list[str]:
+        """The container paths of the files put into it for users (`source == "user"`), oldest first."""
         try:
-            async for item in self._client.containers.files.list(container_id, order="asc", limit=100):
-                if item.source == "user":
-                    name = Path(item.path).name
-                    paths[name] = item.path
-                    # Some paths carry a prefix before the original name ("<id>-name.csv").
-                    if "-" in name:
-                        paths.setdefault(name.split("-", 1)[1], item.path)
+            return [
+                item.path
+                async for item in self._client.containers.files.list(container_id, order="asc", limit=100)
+                if item.source == "user"
+            ]
         except openai.OpenAIError as exc:
             raise convert(exc) from exc
-        return paths
 
     async def generated_files(self, container_id: str) -> list[GeneratedFile]:
         """Files the model created in the container (`source == "assistant"`), oldest first."""
@@ -150,11 +174,26 @@ class Workspace:
                             file_id=item.id,
                             filename=Path(item.path).name,
                             created_at=item.created_at,
+                            size_bytes=item.bytes,
                         )
                     )
         except openai.OpenAIError as exc:
             raise convert(exc) from exc
         return found
+
+    async def generated_file(self, container_id: str, file_id: str) -> GeneratedFile:
+        """One file of a container, as it is now."""
+        try:
+            item = await self._client.containers.files.retrieve(file_id, container_id=container_id)
+        except openai.OpenAIError as exc:
+            raise convert(exc) from exc
+        return GeneratedFile(
+            container_id=container_id,
+            file_id=item.id,
+            filename=Path(item.path).name,
+            created_at=item.created_at,
+            size_bytes=item.bytes,
+        )
 
     async def download(self, container_id: str, file_id: str) -> bytes:
         """The bytes of a file in a container."""

@@ -7,7 +7,7 @@ import logging
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.domain import SlackFile, ThreadKey
+from bot.domain import SharedFile, SlackFile, ThreadKey
 
 log = logging.getLogger(__name__)
 
@@ -17,12 +17,13 @@ MAX_HISTORY_PAGES = 5
 _USER_SUBTYPES = (None, "file_share", "thread_broadcast")
 
 
-async def earlier_thread_files(client: AsyncWebClient, thread: ThreadKey, *, before_ts: str) -> list[SlackFile]:
-    """Files people shared in `thread` (root first) before the message at `before_ts`.
+async def earlier_thread_files(client: AsyncWebClient, thread: ThreadKey, *, before_ts: str) -> list[SharedFile]:
+    """Files people shared in `thread` (root first) before the message at `before_ts`, with who shared
+    each and in which message.
 
     A Slack error ends the lookup with what was found so far (logged, never raised).
     """
-    files: list[SlackFile] = []
+    files: list[SharedFile] = []
     cursor: str | None = None
     for _page in range(MAX_HISTORY_PAGES):
         try:
@@ -37,7 +38,11 @@ async def earlier_thread_files(client: AsyncWebClient, thread: ThreadKey, *, bef
                 return files
             if message.get("bot_id") or message.get("subtype") not in _USER_SUBTYPES:
                 continue
-            files.extend(SlackFile.from_slack(f) for f in message.get("files") or [] if f.get("id"))
+            files.extend(
+                SharedFile(SlackFile.from_slack(f), message_ts=str(message["ts"]), user_id=str(message.get("user", "")))
+                for f in message.get("files") or []
+                if f.get("id")
+            )
         cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
         if not response.get("has_more") or not cursor:
             break

@@ -17,8 +17,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.analysis.turns import TurnRunner
 from bot.analysis.workspace import Workspace
-from bot.domain import Session, ThreadFile, Turn
-from bot.errors import BotError, ContainerExpired, OpenAIProblem, StoreUnavailable
+from bot.domain import Session, Turn
+from bot.errors import BotError, ContainerExpired, StoreUnavailable
 from bot.events import TurnDone
 from bot.i18n import Language, t
 from bot.slack.reply import ThreadReply, feedback_blocks
@@ -144,6 +144,9 @@ class Conductor:
             await self._report(turn, reply, BotError(repr(exc)), lang)
             await self._record(turn, status="failed", outcome="unexpected", duration_s=time.monotonic() - started)
             return
+        if done is None:
+            await self._record(turn, status="done", outcome="no_readable_file", duration_s=time.monotonic() - started)
+            return
         await self._record(
             turn,
             status="done",
@@ -167,7 +170,7 @@ class Conductor:
 
     async def _answer_unless_stopped(
         self, turn: Turn, reply: ThreadReply, lang: Language, stop: StopSignal
-    ) -> TurnDone:
+    ) -> TurnDone | None:
         answer = asyncio.create_task(self._answer(turn, reply, lang), name=f"answer-{turn.id}")
         stopped = asyncio.create_task(stop.wait(), name=f"stop-{turn.id}")
         try:
@@ -182,16 +185,22 @@ class Conductor:
             raise _Stopped
         return answer.result()
 
-    async def _answer(self, turn: Turn, reply: ThreadReply, lang: Language) -> TurnDone:
+    async def _answer(self, turn: Turn, reply: ThreadReply, lang: Language) -> TurnDone | None:
+        """Answer `turn`; None when there was nothing to ask the model (only unreadable files)."""
         thread = turn.thread
         session = await self._store.session(thread) or Session(thread=thread)
-        new_ids = await self._files_in.bring(turn, session, reply, lang)
+        brought = await self._files_in.bring(turn, session, reply, lang)
         files = await self._store.thread_files(thread)
+        if brought.nothing_readable and not files:
+            # The file notices are the whole reply: a model told of no file would only say so, at a cost.
+            log.info("turn %s brought no readable file and the thread holds none; not asking the model", turn.id)
+            await reply.set_status("")
+            return None
+        new_ids = brought.new_ids
         env = await self._environments.prepare(session, files, new_ids)
         for attempt in range(3):
             try:
-                paths = await self._container_paths(env.container_id, files)
-                input_text = turn_input(turn, files, new_ids=new_ids, paths=paths, reset=env.reset)
+                input_text = turn_input(turn, files, new_ids=new_ids, paths=env.paths, reset=env.reset)
                 done, outputs = await stream_answer(
                     runner=self._runner, reply=reply, turn=turn, env=env, input_text=input_text
                 )
@@ -201,7 +210,8 @@ class Conductor:
                     raise
                 if not env.reset:
                     log.info("container %s expired mid-turn; starting a new one", env.container_id)
-                    env = replace(env, container_id=await self._environments.new_container(thread, files), reset=True)
+                    container_id, paths = await self._environments.new_container(thread, files)
+                    env = replace(env, container_id=container_id, reset=True, paths=paths)
                 else:
                     # A fresh container did not help: the conversation's history still points at the
                     # dead one. Carry the memory over as text into a fresh conversation.
@@ -221,16 +231,6 @@ class Conductor:
             await reply.notice(t("openai.incomplete", lang, reason=done.incomplete_reason))
         await reply.set_status("")
         return done
-
-    async def _container_paths(self, container_id: str, files: Sequence[ThreadFile]) -> dict[str, str]:
-        """Where OpenAI put the thread's files in the container (empty when it cannot say)."""
-        if not files:
-            return {}
-        try:
-            return await self._workspace.user_file_paths(container_id)
-        except OpenAIProblem as err:
-            log.warning("could not list files of container %s: %s; assuming /mnt/data/<name>", container_id, err.detail)
-            return {}
 
     async def _report(self, turn: Turn, reply: ThreadReply, err: BotError, lang: Language) -> None:
         """Tell the user what went wrong, in their language; log the details and request id."""

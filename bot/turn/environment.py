@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
-from bot.analysis.workspace import Workspace
+from bot.analysis.workspace import Workspace, assign_paths
 from bot.domain import Session, ThreadFile, ThreadKey
+from bot.errors import OpenAIProblem
 from bot.store import Store
 
 log = logging.getLogger(__name__)
@@ -15,11 +16,21 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Environment:
-    """Where a turn runs: `reset` is True when the container was replaced since the last turn."""
+    """Where a turn runs: `reset` is True when the container was replaced since the last turn.
+
+    `paths` maps the thread's file names to their container paths (empty when the container could not
+    be listed; the prompt then assumes `/mnt/data/<name>`).
+    """
 
     conversation_id: str
     container_id: str
     reset: bool = False
+    paths: Mapping[str, str] = field(default_factory=dict)
+
+
+def _unique(files: Sequence[ThreadFile]) -> list[ThreadFile]:
+    """One entry per upload: a re-shared file (same bytes) shares the first one's upload."""
+    return list({f.openai_file_id: f for f in reversed(files)}.values())[::-1]
 
 
 class Environments:
@@ -30,25 +41,57 @@ class Environments:
         self._workspace = workspace
 
     async def prepare(self, session: Session, files: Sequence[ThreadFile], new_ids: set[str]) -> Environment:
-        """The thread's conversation (created on first use) and its live container with all `files`."""
+        """The thread's conversation (created on first use) and its live container with all `files`.
+
+        A live container is listed once (which also gives the prompt its paths) and every recorded file
+        it lacks is added, whether it is new this turn or an earlier add failed or was cut short.
+        """
         conversation_id = session.conversation_id
         if conversation_id is None:
             conversation_id = await self._workspace.create_conversation(session.thread)
             await self._store.update_session(session.thread, conversation_id=conversation_id)
         if session.container_id and await self._workspace.live_container(session.container_id):
-            for file in files:
-                if file.slack_file_id in new_ids:
-                    await self._workspace.add_file_to_container(session.container_id, file.openai_file_id)
-            return Environment(conversation_id, session.container_id)
-        container_id = await self.new_container(session.thread, files)
-        return Environment(conversation_id, container_id, reset=session.container_id is not None)
+            paths = await self._complete(session.container_id, files, new_ids)
+            return Environment(conversation_id, session.container_id, paths=paths)
+        container_id, paths = await self.new_container(session.thread, files)
+        return Environment(conversation_id, container_id, reset=session.container_id is not None, paths=paths)
 
-    async def new_container(self, thread: ThreadKey, files: Sequence[ThreadFile]) -> str:
-        """A fresh container with all of the thread's files (each upload once), recorded as the thread's."""
-        file_ids = list(dict.fromkeys(f.openai_file_id for f in files))  # a re-shared file is uploaded once
-        container_id = await self._workspace.create_container(thread, file_ids)
+    async def _complete(self, container_id: str, files: Sequence[ThreadFile], new_ids: set[str]) -> dict[str, str]:
+        """Add the files the container lacks; returns the paths of the thread's files in it."""
+        unique = _unique(files)
+        if not unique:
+            return {}
+        listed = await self._listed(container_id)
+        if listed is None:
+            # Cannot tell what is there: add what is new this turn (earlier files were added on their turn).
+            for file in unique:
+                if file.slack_file_id in new_ids:
+                    await self._workspace.add_file_to_container(container_id, file.openai_file_id)
+            return {}
+        paths = assign_paths([f.filename for f in unique], listed)
+        for file in unique:
+            if file.filename not in paths:
+                if file.slack_file_id not in new_ids:
+                    log.info("file %s is missing from container %s; adding it", file.openai_file_id, container_id)
+                path = await self._workspace.add_file_to_container(container_id, file.openai_file_id)
+                paths[file.filename] = path
+        return paths
+
+    async def _listed(self, container_id: str) -> list[str] | None:
+        try:
+            return await self._workspace.user_file_paths(container_id)
+        except OpenAIProblem as err:
+            log.warning("could not list files of container %s: %s; assuming /mnt/data/<name>", container_id, err.detail)
+            return None
+
+    async def new_container(self, thread: ThreadKey, files: Sequence[ThreadFile]) -> tuple[str, dict[str, str]]:
+        """A fresh container with all of the thread's files (each upload once), recorded as the thread's;
+        returns its id and the files' paths in it."""
+        unique = _unique(files)
+        container_id = await self._workspace.create_container(thread, [f.openai_file_id for f in unique])
         await self._store.update_session(thread, container_id=container_id)
-        return container_id
+        listed = await self._listed(container_id) if unique else []
+        return container_id, assign_paths([f.filename for f in unique], listed or [])
 
     async def fresh_conversation(self, thread: ThreadKey, old_conversation_id: str) -> str:
         """A new conversation seeded with the old one's latest messages, recorded as the thread's.

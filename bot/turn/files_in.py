@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from pathlib import PurePosixPath
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.domain import Session, SlackFile, Turn
+from bot.domain import Session, SharedFile, Turn
 from bot.errors import FileProblem, ThreadFileLimit
 from bot.i18n import Language, t
 from bot.slack.history import earlier_thread_files
@@ -26,6 +27,45 @@ class ThreadLimits:
     max_bytes: int = 2048 * 1_048_576
 
 
+@dataclass
+class Brought:
+    """What `FilesIn.bring` did with a turn's files.
+
+    `new_ids`: Slack ids of files new in the container this turn; `offered`: files looked at this turn
+    (not already in the thread); `refused`: how many of those were refused (each reported in the thread).
+    """
+
+    new_ids: set[str] = field(default_factory=set)
+    offered: int = 0
+    refused: int = 0
+
+    @property
+    def nothing_readable(self) -> bool:
+        """True when the turn brought files and every one of them was refused."""
+        return self.offered > 0 and self.refused == self.offered
+
+
+def upload_name(name: str, taken: set[str]) -> str:
+    """The name a file is uploaded (and placed in the container) under: `name`, or, when the thread already
+    holds a different file of that name, `stem (2).ext`, `stem (3).ext`, … (the first free one)."""
+    if name not in taken:
+        return name
+    path = PurePosixPath(name)
+    stem, suffix = (path.stem, path.suffix) if path.stem else (name, "")
+    number = 2
+    while (candidate := f"{stem} ({number}){suffix}") in taken:
+        number += 1
+    return candidate
+
+
+def provenance(shared: SharedFile, *, renamed: bool) -> str:
+    """Where a file came from, for the model: its original name, who shared it and in which message."""
+    text = f"shared as `{shared.file.name}` by <@{shared.user_id}> in Slack message {shared.message_ts}"
+    if renamed:
+        text += " (renamed: the thread already has another file of this name)"
+    return text
+
+
 class FilesIn:
     """Brings a turn's files into the thread's OpenAI files, within the thread's limits."""
 
@@ -35,12 +75,13 @@ class FilesIn:
         self._intake = intake
         self._limits = limits
 
-    async def bring(self, turn: Turn, session: Session, reply: ThreadReply, lang: Language) -> set[str]:
+    async def bring(self, turn: Turn, session: Session, reply: ThreadReply, lang: Language) -> Brought:
         """Upload the turn's new files and report each refused one in the thread.
 
-        Returns the Slack ids of files that are new in the container this turn.
+        A file whose name another file of the thread already has is uploaded under `upload_name`, so
+        both reach the container under distinct paths.
         """
-        candidates: list[SlackFile] = list(turn.files)
+        candidates = [SharedFile(f, message_ts=turn.ts, user_id=turn.user_id) for f in turn.files]
         if turn.is_thread_reply and not session.root_checked:
             earlier = await earlier_thread_files(self._slack, turn.thread, before_ts=turn.ts)
             candidates = [*earlier, *candidates]
@@ -50,11 +91,14 @@ class FilesIn:
         by_digest = {f.sha256: f for f in existing if f.sha256}
         uploaded = {f.openai_file_id: f.size_bytes for f in existing}  # duplicates share one upload
         count, total_bytes = len(uploaded), sum(uploaded.values())
-        new_ids: set[str] = set()
-        for file in candidates:
+        names = {f.filename for f in existing}
+        result = Brought()
+        for shared in candidates:
+            file = shared.file
             if file.id in known_ids:
                 continue
             known_ids.add(file.id)
+            result.offered += 1
             await reply.set_status(t("status.reading_files", lang, filename=file.name))
             try:
                 if count >= self._limits.max_files or total_bytes + (file.size or 0) > self._limits.max_bytes:
@@ -64,15 +108,23 @@ class FilesIn:
                         max_files=str(self._limits.max_files),
                         max_mb=str(self._limits.max_bytes // 1_048_576),
                     )
-                brought, duplicate = await self._intake.bring(file, known=by_digest)
+                file = await self._intake.resolve(file)  # a stub's name is known only after files.info
+                shared = replace(shared, file=file)
+                name = upload_name(file.name, names)
+                brought, duplicate = await self._intake.bring(file, known=by_digest, upload_name=name)
             except FileProblem as problem:
                 log.warning("file %s (%s) refused: %s", file.id, problem.filename, problem.detail)
                 await reply.notice(t(problem.message_key, lang, **problem.params))
+                result.refused += 1
                 continue
+            if not duplicate:
+                origin = provenance(shared, renamed=name != file.name)
+                brought = replace(brought, description=f"{origin}; {brought.description}")
             await self._store.add_thread_file(turn.thread, brought)
             if not duplicate:
-                new_ids.add(file.id)
+                result.new_ids.add(file.id)
                 by_digest[brought.sha256] = brought
+                names.add(brought.filename)
                 count += 1
                 total_bytes += brought.size_bytes
-        return new_ids
+        return result

@@ -14,13 +14,17 @@ import csv
 import hashlib
 import logging
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import aiohttp
+import openpyxl
 from charset_normalizer import from_bytes
+from openpyxl.utils.exceptions import InvalidFileException
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -43,8 +47,29 @@ SNIFF_BYTES = 64 * 1024
 TEXT_TYPES = {"csv", "tsv", "tab", "txt", "text", "json", "jsonl", "ndjson"}
 BINARY_TYPES = {"xlsx", "xls", "xlsm", "parquet"}
 SUPPORTED_TYPES = TEXT_TYPES | BINARY_TYPES
+# Profiled with openpyxl. Old binary `.xls` workbooks are not: openpyxl cannot read them and they are
+# rare enough that the model (pandas + xlrd in the container) can look at them itself.
+WORKBOOK_TYPES = {"xlsx", "xlsm"}
+MAX_COLUMNS_SHOWN = 30
+# What openpyxl raises for a broken workbook: zip, XML (lxml's and ElementTree's errors are SyntaxErrors),
+# its own InvalidFileException, and lookups of parts that are missing.
+_WORKBOOK_ERRORS = (
+    zipfile.BadZipFile,
+    InvalidFileException,
+    KeyError,
+    IndexError,
+    ValueError,
+    TypeError,
+    SyntaxError,
+    EOFError,
+    OSError,
+)
 _HTML_PREFIXES = (b"<!doctype html", b"<html")
 _BINARY_SIGNATURES = (b"\x89PNG", b"%PDF", b"\xff\xd8\xff", b"GIF8", b"PK\x03\x04", b"\x1f\x8b")
+# Encodings a text file that is not UTF-8 may be in: detection ranks these on a sample.
+DETECTED_ENCODINGS = ("cp949", "euc_kr", "shift_jis", "gb18030", "cp1252")
+# Tried in this order after the ranked ones; cp1252 last, as it decodes nearly any bytes.
+FALLBACK_ENCODINGS = ("cp949", "shift_jis", "gb18030", "cp1252")
 _EXTERNAL_NAMES = {"gdrive": "Google Drive", "dropbox": "Dropbox", "box": "Box", "onedrive": "OneDrive"}
 
 
@@ -65,9 +90,50 @@ class Profile:
         if self.rows is not None:
             parts.append(f"{self.rows} data rows")
         if self.columns:
-            shown = ", ".join(self.columns[:30]) + (" …" if len(self.columns) > 30 else "")
-            parts.append(f"{len(self.columns)} columns: {shown}")
+            parts.append(_columns_text(self.columns))
         return "; ".join(parts)
+
+
+def _columns_text(columns: tuple[str, ...]) -> str:
+    shown = ", ".join(columns[:MAX_COLUMNS_SHOWN]) + (" …" if len(columns) > MAX_COLUMNS_SHOWN else "")
+    return f"{len(columns)} columns: {shown}"
+
+
+def _sheet_profile(sheet: Any) -> str:
+    first = next(sheet.iter_rows(min_row=1, max_row=1, values_only=True), ())
+    while first and first[-1] is None:
+        first = first[:-1]
+    columns = tuple("" if v is None else str(v).strip() for v in first)
+    rows = sheet.max_row
+    if not rows or (rows == 1 and sheet.max_column == 1):
+        # No recorded size (or a writer that records "A1" for every sheet): count the rows.
+        rows = sum(1 for _ in sheet.iter_rows(values_only=True))
+    parts = [f"{max(rows - 1, 0) if columns else rows} data rows"]
+    if columns:
+        parts.append(_columns_text(columns))
+    return f"{sheet.title!r} ({'; '.join(parts)})"
+
+
+def _workbook_profile(path: Path, file: SlackFile) -> str:
+    """Each sheet of an XLSX workbook with its data rows and header names, e.g.
+    `1 sheet: 'Sales' (120 data rows; 3 columns: month, region, amount)`.
+
+    Read with openpyxl in read-only mode (rows are streamed, memory stays flat). A sheet without a
+    recorded size is counted row by row. Raises `FileUnsupported` for a file openpyxl cannot open.
+    """
+    # A file object, not the path: openpyxl judges a path by its suffix, and ours is the spool file's.
+    with path.open("rb") as fh:
+        try:
+            book = openpyxl.load_workbook(fh, read_only=True, data_only=True)
+        except _WORKBOOK_ERRORS as exc:
+            raise FileUnsupported(file.name, f"not a readable workbook: {exc.__class__.__name__}: {exc}") from exc
+        try:
+            sheets = [_sheet_profile(sheet) for sheet in book.worksheets]
+        except _WORKBOOK_ERRORS as exc:  # a sheet whose XML breaks part-way
+            raise FileUnsupported(file.name, f"not a readable workbook: {exc.__class__.__name__}: {exc}") from exc
+        finally:
+            book.close()
+    return f"{len(sheets)} sheet{'s' if len(sheets) != 1 else ''}: " + ", ".join(sheets)
 
 
 def file_kind(file: SlackFile) -> str:
@@ -133,8 +199,11 @@ class Intake:
             limit_mb=f"{self._limit / 1_048_576:.0f}",
         )
 
-    async def bring(self, file: SlackFile, *, known: Mapping[str, ThreadFile]) -> tuple[ThreadFile, bool]:
-        """Fetch `file` from Slack, check it, convert text to UTF-8 and upload it to OpenAI.
+    async def bring(
+        self, file: SlackFile, *, known: Mapping[str, ThreadFile], upload_name: str | None = None
+    ) -> tuple[ThreadFile, bool]:
+        """Fetch `file` from Slack, check it, convert text to UTF-8 and upload it to OpenAI under
+        `upload_name` (default: the Slack name), which becomes its name in the container.
 
         `known` maps the SHA-256 of the thread's files to them: the same bytes shared again are not
         uploaded twice, and the second value of the result is True for such a duplicate.
@@ -158,14 +227,16 @@ class Intake:
                         # CP949 text grows by about a fifth in UTF-8.
                         raise self._too_large(file.name, converted_size)
                 description = f"{size} bytes; {profile.describe()}"
-            file_id = await self._workspace.upload_file(upload_path, filename=file.name)
+            elif file_kind(file) in WORKBOOK_TYPES:
+                description = f"{size} bytes; {await asyncio.to_thread(_workbook_profile, raw, file)}"
+            file_id = await self._workspace.upload_file(upload_path, filename=upload_name or file.name)
         log.info(
             "file %s (%s, %d bytes, sha256 %s…) uploaded as %s", file.id, file_kind(file), size, digest[:12], file_id
         )
         thread_file = ThreadFile(
             slack_file_id=file.id,
             openai_file_id=file_id,
-            filename=file.name,
+            filename=upload_name or file.name,
             size_bytes=size,
             description=description,
             sha256=digest,
@@ -212,65 +283,134 @@ class Intake:
         return size, digest.hexdigest()
 
 
-def _detect_encoding(head: bytes) -> str:
+def _sniff_binary(head: bytes, name: str) -> None:
+    if head.startswith(_BINARY_SIGNATURES) or (b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff"))):
+        raise FileUnsupported(name, "binary content in a text file")
+
+
+@dataclass
+class _Decoded:
+    """What one decoding pass over a whole file saw."""
+
+    newlines: int = 0
+    last: str = ""
+    head: str = ""
+
+
+class _NotDecodable(Exception):
+    """A decoding pass failed at byte `offset` of the file."""
+
+    def __init__(self, offset: int, reason: str) -> None:
+        super().__init__(reason)
+        self.offset = offset
+        self.reason = reason
+
+
+def _decode_pass(src: Path, encoding: str, dest: Path | None) -> _Decoded:
+    """Decode `src` strictly with `encoding` in chunks (writing UTF-8 to `dest` when given).
+
+    Raises `_NotDecodable` with the byte offset of the first undecodable byte.
+    """
+    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
+    seen = _Decoded()
+    consumed = 0
+    with src.open("rb") as fin, dest.open("w", encoding="utf-8", newline="") if dest else nullcontext() as fout:
+        while True:
+            chunk = fin.read(CHUNK_BYTES)
+            pending = len(decoder.getstate()[0])
+            try:
+                text = decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                raise _NotDecodable(max(consumed - pending + exc.start, 0), exc.reason) from exc
+            consumed += len(chunk)
+            if len(seen.head) < SNIFF_BYTES:
+                seen.head += text[: SNIFF_BYTES - len(seen.head)]
+            seen.newlines += text.count("\n")
+            if text:
+                seen.last = text[-1]
+            if fout is not None:
+                fout.write(text)
+            if not chunk:
+                return seen
+
+
+def _bom_encoding(head: bytes) -> str | None:
     if head.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
-    try:
-        head.decode("utf-8")
-        return "utf-8"
-    except UnicodeDecodeError as exc:
-        # A multi-byte character cut by the sniff window is still UTF-8.
-        if exc.start >= len(head) - 4:
-            return "utf-8"
-    best = from_bytes(head, cp_isolation=["cp949", "euc_kr", "utf_16", "cp1252", "shift_jis", "gb18030"]).best()
-    if best is None:
-        return "cp949"
-    return str(best.encoding)
+    return None
+
+
+def _sample_around(src: Path, offset: int) -> bytes:
+    """The lines from byte `offset` on (where UTF-8 failed), for detection.
+
+    The sample is where the non-UTF-8 text is: a head of ASCII rows would tell nothing, and would let a
+    single-byte code page win the ranking. It starts after a newline: 0x0A is never part of a multi-byte
+    character in the candidate encodings, so the sample does not begin in the middle of one.
+    """
+    start = max(offset - 1024, 0)
+    with src.open("rb") as fh:
+        fh.seek(start)
+        window = fh.read(SNIFF_BYTES)
+    begin = window.rfind(b"\n", 0, offset - start) + 1
+    end = window.rfind(b"\n") + 1
+    return window[begin:end] if end > offset - start else window[begin:]
+
+
+def _candidate_encodings(sample: bytes) -> list[str]:
+    """Encodings to try, most likely first: charset-normalizer's ranking of `sample`, then the fallbacks."""
+    ranked = [str(m.encoding) for m in from_bytes(sample, cp_isolation=list(DETECTED_ENCODINGS))]
+    # CP949 is a superset of EUC-KR: a later CP949-only character must not fail an "euc_kr" decode.
+    ordered = ["cp949" if e == "euc_kr" else e for e in [*ranked, *FALLBACK_ENCODINGS]]
+    return [e for e in dict.fromkeys(ordered) if e in FALLBACK_ENCODINGS or e in DETECTED_ENCODINGS]
 
 
 def _to_utf8(src: Path, dest: Path, file: SlackFile) -> Profile:
     """Copy `src` to `dest` as UTF-8 (no BOM), streaming; returns the file's profile.
 
-    A file that already is plain UTF-8 is only validated and profiled (`converted=False`, no copy).
-    Raises `FileUnsupported` when the bytes are not text (e.g. a PNG named `.csv`).
+    The encoding is decided from the whole file: a strict UTF-8 pass first (the common case, which
+    also profiles the file and needs no copy, `converted=False`); when it fails, the candidates are
+    ranked on a sample around the first non-UTF-8 byte and each is tried over the whole file until one
+    decodes it. Memory stays bounded by the chunk and sample sizes whatever the file's size.
+    Raises `FileUnsupported` when the bytes are not text (e.g. a PNG named `.csv`) or no candidate
+    decodes them.
     """
     with src.open("rb") as fh:
         head = fh.read(SNIFF_BYTES)
-    if head.startswith(_BINARY_SIGNATURES) or (b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff"))):
-        raise FileUnsupported(file.name, "binary content in a text file")
-    encoding = _detect_encoding(head)
-    copy = encoding != "utf-8"
-    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
-    newlines = 0
-    last = ""
-    text_head = ""
-    try:
-        with src.open("rb") as fin, dest.open("w", encoding="utf-8", newline="") if copy else nullcontext() as fout:
-            while chunk := fin.read(CHUNK_BYTES):
-                text = decoder.decode(chunk)
-                if len(text_head) < SNIFF_BYTES:
-                    text_head += text[: SNIFF_BYTES - len(text_head)]
-                newlines += text.count("\n")
-                if text:
-                    last = text[-1]
-                if fout is not None:
-                    fout.write(text)
-            tail = decoder.decode(b"", final=True)
-            if fout is not None:
-                fout.write(tail)
-            if tail:
-                last = tail[-1]
-    except UnicodeDecodeError as exc:
-        raise FileUnsupported(file.name, f"not decodable as {encoding}: {exc.reason}") from exc
-    if text_head.startswith("\ufeff"):
-        text_head = text_head[1:]
+    _sniff_binary(head, file.name)
+    encoding = _bom_encoding(head)
+    if encoding is not None:
+        try:
+            decoded = _decode_pass(src, encoding, dest)
+        except _NotDecodable as exc:
+            raise FileUnsupported(file.name, f"not decodable as {encoding}: {exc.reason}") from exc
+    else:
+        try:
+            decoded, encoding = _decode_pass(src, "utf-8", None), "utf-8"
+        except _NotDecodable as first:
+            decoded, encoding = _decode_as_detected(src, dest, file, first.offset)
+    return _profile(decoded, encoding=encoding, kind=file_kind(file))
+
+
+def _decode_as_detected(src: Path, dest: Path, file: SlackFile, offset: int) -> tuple[_Decoded, str]:
+    candidates = _candidate_encodings(_sample_around(src, offset))
+    failures: list[str] = []
+    for encoding in candidates:
+        try:
+            return _decode_pass(src, encoding, dest), encoding
+        except _NotDecodable as exc:
+            failures.append(f"{encoding} at byte {exc.offset}")
+    raise FileUnsupported(file.name, "not decodable as " + ", ".join(failures))
+
+
+def _profile(decoded: _Decoded, *, encoding: str, kind: str) -> Profile:
+    text_head = decoded.head.removeprefix("\ufeff")
     name = "utf-8" if encoding in {"utf-8", "utf-8-sig", "ascii"} else encoding
-    kind = file_kind(file)
+    copy = encoding != "utf-8"
     if kind in {"json", "jsonl", "ndjson"}:
         return Profile(encoding=name, delimiter=None, rows=None, columns=(), converted=copy)
-    lines = newlines + (1 if last and last != "\n" else 0)
+    lines = decoded.newlines + (1 if decoded.last and decoded.last != "\n" else 0)
     delimiter = _sniff_delimiter(text_head, kind)
     columns: tuple[str, ...] = ()
     first_line = text_head.splitlines()[0] if text_head else ""

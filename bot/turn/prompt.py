@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from bot.domain import ThreadFile, Turn
 
@@ -12,8 +12,13 @@ RESET_NOTE = (
 )
 
 
-def describe_files(files: Sequence[ThreadFile], *, new_ids: set[str], paths: dict[str, str]) -> str:
-    """The file list each turn's input starts with; `paths` maps file names to container paths."""
+def describe_files(files: Sequence[ThreadFile], *, new_ids: set[str], paths: Mapping[str, str]) -> str:
+    """The file list each turn's input starts with: one line per upload with its container path, its
+    original name, who shared it in which message, and its profile.
+
+    `paths` maps the files' upload names (`ThreadFile.filename`, unique in a thread) to container paths;
+    a file missing from it is assumed at `/mnt/data/<name>`.
+    """
     if not files:
         return "No files have been shared in this thread yet."
     lines = ["Files available to the python tool in this thread:"]
@@ -29,7 +34,7 @@ def describe_files(files: Sequence[ThreadFile], *, new_ids: set[str], paths: dic
 
 
 def turn_input(
-    turn: Turn, files: Sequence[ThreadFile], *, new_ids: set[str], paths: dict[str, str], reset: bool
+    turn: Turn, files: Sequence[ThreadFile], *, new_ids: set[str], paths: Mapping[str, str], reset: bool
 ) -> str:
     """The input text of `turn`: files, then (after a container reset) a reload note, then the question."""
     parts = [describe_files(files, new_ids=new_ids, paths=paths)]

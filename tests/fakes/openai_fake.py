@@ -709,8 +709,19 @@ class FakeOpenAI:
         return record
 
     def _add_container_file(self, record: dict[str, Any], filename: str, content: bytes, source: str) -> dict[str, Any]:
-        obj: dict[str, Any] = dict(id="cfile_" + secrets.token_hex(16), object="container.file", bytes=len(content))
-        obj.update(container_id=record["object"]["id"], created_at=_now(), path=f"/mnt/data/{filename}", source=source)
+        path = f"/mnt/data/{filename}"
+        if source == "assistant":
+            for existing in record["files"].values():
+                obj = existing["object"]
+                if obj["path"] == path:
+                    # Code that writes a path again rewrites the one file there [unverified]: the strict
+                    # reading keeps its id and changes only `bytes` and `created_at` (a bot keyed on the
+                    # id alone would never post the new version).
+                    obj.update(bytes=len(content), created_at=_now())
+                    existing["content"] = content
+                    return dict(obj)
+        obj = dict(id="cfile_" + secrets.token_hex(16), object="container.file", bytes=len(content))
+        obj.update(container_id=record["object"]["id"], created_at=_now(), path=path, source=source)
         record["files"][obj["id"]] = {"object": obj, "content": content}
         return obj
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import re
 
+import pytest
+
 from bot.slack.reply import FEEDBACK_ACTION_ID
 from bot.store import Store
 from tests.conftest import answer_texts, bot_replies, run_bot
@@ -90,7 +92,8 @@ async def test_generated_files_are_uploaded_once_in_order_and_links_replaced(
         await slack.wait_for(lambda: len(slack.calls_to("chat.stopStream")) == 2)
     names = [f["name"] for m in bot_replies(slack, "C1", ts) for f in m.files]
     assert names[:2] == ["revenue.png", "summary.csv"], "cited files first, in the order of the answer"
-    assert sorted(names) == sorted(["revenue.png", "summary.csv", "uncited.png", "chart-1.png"])
+    # The run saved revenue.png and also displayed it (PNG_C, another dpi): posted once, as the saved file.
+    assert sorted(names) == sorted(["revenue.png", "summary.csv", "uncited.png"])
     assert "sales.csv" not in names, "the user's own file is never echoed back"
     assert len(names) == len(set(names)), "each file once, also after a later turn"
     answer = answer_texts(slack, "C1", ts)[0]
@@ -98,6 +101,57 @@ async def test_generated_files_are_uploaded_once_in_order_and_links_replaced(
     titles = {f["name"]: f["title"] for m in bot_replies(slack, "C1", ts) for f in m.files}
     assert titles["revenue.png"] == "월별 매출 차트", "titled from the answer's link"
     assert titles["summary.csv"] == "summary.csv"
+
+
+@pytest.mark.parametrize(
+    ("code", "files", "expected"),
+    [
+        pytest.param(
+            "plt.plot(x); plt.savefig('/mnt/data/trend.png'); plt.show()",
+            [GeneratedFile("trend.png", PNG_A, cite=False)],
+            ["trend.png"],
+            id="saved-and-displayed-posted-once-as-the-file",
+        ),
+        pytest.param("plt.plot(x); plt.show()", [], ["chart-1.png"], id="displayed-only-still-posted"),
+        pytest.param(
+            "df.to_csv('/mnt/data/out.csv'); plt.show()",
+            [GeneratedFile("out.csv", b"a\n1\n", cite=False)],
+            ["out.csv", "chart-1.png"],
+            id="displayed-chart-and-a-saved-table",
+        ),
+    ],
+)
+async def test_a_chart_saved_and_displayed_is_posted_once(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str, code: str, files: list[GeneratedFile], expected: list[str]
+) -> None:
+    oai.scripts.append(Script(text="차트입니다.", code=code, files=files, image_outputs=[PNG_C]))
+    async with run_bot(slack, oai, sqlite_url):
+        ts = await ask(slack, "<@UBOT> 추이 그려줘")
+        await slack.wait_for(lambda: slack.status("C1", ts) == "" and len(slack.calls_to("chat.stopStream")) == 1)
+    assert [f["name"] for m in bot_replies(slack, "C1", ts) for f in m.files] == expected
+
+
+async def test_a_file_regenerated_under_the_same_name_is_posted_again(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    old = b"a\n1\n"
+    oai.scripts.append(Script(text="v1", code="df.to_csv('/mnt/data/top.csv')", files=[GeneratedFile("top.csv", old)]))
+    oai.scripts.append(Script(text="그대로", code="print(len(df))"))
+    new = b"a\n1\n2\n3\n"
+    oai.scripts.append(Script(text="v2", code="df.to_csv('/mnt/data/top.csv')", files=[GeneratedFile("top.csv", new)]))
+    async with run_bot(slack, oai, sqlite_url):
+        ts = await ask(slack, "<@UBOT> 상위 목록")
+        await slack.wait_for(lambda: len(slack.calls_to("chat.stopStream")) == 1 and slack.status("C1", ts) == "")
+        for turn, text in enumerate(["행 수는?", "세 줄로 다시 만들어줘"], start=2):
+            await slack.user_posts(channel="C1", text=text, thread_ts=ts)
+            await slack.wait_for(
+                lambda turn=turn: len(slack.calls_to("chat.stopStream")) == turn and slack.status("C1", ts) == ""
+            )
+    container = next(iter(oai.containers.values()))
+    assert len([f for f in container["files"].values() if f["object"]["source"] == "assistant"]) == 1, "one file"
+    posted = [f for m in bot_replies(slack, "C1", ts) for f in m.files]
+    assert [f["name"] for f in posted] == ["top.csv", "top.csv"], "the old version once, the new version once"
+    assert [f["size"] for f in posted] == [len(old), len(new)]
 
 
 async def test_feedback_buttons_are_recorded_with_the_response_id(

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import io
 import json
+import sqlite3
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -86,6 +88,7 @@ async def test_xlsx_and_json_are_passed_through_unchanged(slack: FakeSlack, oai:
     assert contents["sales.xlsx"] == xlsx
     assert contents["sales.json"] == data
     assert "sales.xlsx" in turn_input(oai) and "sales.json" in turn_input(oai)
+    assert "1 sheet: 'Sheet' (1 data rows; 2 columns: 월, 매출)" in turn_input(oai), "the model gets each sheet"
 
 
 @pytest.mark.parametrize(
@@ -97,6 +100,11 @@ async def test_xlsx_and_json_are_passed_through_unchanged(slack: FakeSlack, oai:
             lambda s: s.add_file(name="report.pdf", content=b"%PDF-1.4", filetype="pdf", mimetype="application/pdf"),
             "CSV, TSV, XLSX, JSON",
             id="unsupported-format",
+        ),
+        pytest.param(
+            lambda s: s.add_file(name="broken.xlsx", content=b"PK\x03\x04" + bytes(300), filetype="xlsx"),
+            "분석할 수 없습니다",
+            id="broken-xlsx",
         ),
         pytest.param(
             lambda s: s.add_file(name="Budget", content=b"", is_external=True, external_type="gdrive"),
@@ -135,7 +143,7 @@ async def test_file_larger_than_declared_is_cut_off_and_reported(
     async with run_bot(slack, oai, sqlite_url):
         lying = slack.add_file(name="grown.csv", content=b"a,b\n" + b"1,2\n" * 1000, size=100)
         ts = await share(slack, [lying])
-        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 2)
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 1)
     assert "`grown.csv`" in answer_texts(slack, "C1", ts)[0]
     assert not oai.files, "never upload half a file"
     assert intake_temp_dirs() <= temp_before, "temporary files removed"
@@ -218,6 +226,129 @@ async def test_file_that_outgrows_the_limit_when_converted_is_refused_as_too_lar
     assert len(korean) < 1_048_576 < len(korean.decode("cp949").encode())
     async with run_bot(slack, oai, sqlite_url, env={"FILE_SIZE_LIMIT_MB": "1"}):
         ts = await share(slack, [slack.add_file(name="memo.csv", content=korean)])
-        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 2)
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 1)
     assert "너무 큽니다" in answer_texts(slack, "C1", ts)[0]
     assert not oai.files
+
+
+async def test_cp949_rows_after_megabytes_of_ascii_reach_openai_as_utf8_korean(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    text = (
+        "id,review\n"
+        + "".join(f"{i},fast delivery and good quality\n" for i in range(100_000))
+        + "".join(f"{i},배송이 빠르고 품질이 좋아요\n" for i in range(500))
+    )
+    async with run_bot(slack, oai, sqlite_url):
+        ts = await share(slack, [slack.add_file(name="export.csv", content=text.encode("cp949"))], text="<@UBOT> look")
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 1)
+    assert uploaded_contents(oai)["export.csv"].decode("utf-8") == text
+    assert "original encoding cp949" in turn_input(oai)
+    assert answer_texts(slack, "C1", ts)[0].startswith("Echo:"), "answered, not refused"
+
+
+def turn_outcomes(sqlite_url: str) -> list[tuple[str, str | None]]:
+    """(status, outcome) of every finished turn, oldest first (read straight from the database file)."""
+    with contextlib.closing(sqlite3.connect(sqlite_url.removeprefix("sqlite:///"))) as db:
+        rows = db.execute("SELECT status, outcome FROM turns WHERE status IN ('done', 'failed') ORDER BY id").fetchall()
+    return [(str(r[0]), r[1]) for r in rows]
+
+
+def status_cleared(slack: FakeSlack) -> bool:
+    return any(c.params.get("status") == "" for c in slack.calls_to("assistant.threads.setStatus"))
+
+
+@pytest.mark.parametrize(
+    "where",
+    [pytest.param("on-the-mention", id="files-of-the-turn"), pytest.param("earlier", id="earlier-files-in-thread")],
+)
+async def test_when_no_file_can_be_read_the_notice_is_the_whole_reply(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str, where: str
+) -> None:
+    async with run_bot(slack, oai, sqlite_url):
+        png = slack.add_file(name="photo.csv", content=PNG)
+        pdf = slack.add_file(name="report.pdf", content=b"%PDF-1.4", filetype="pdf", mimetype="application/pdf")
+        if where == "earlier":
+            root = await slack.user_posts(channel="C1", text="자료", files=[png, pdf])
+            ts = str(root["ts"])
+            await slack.user_posts(channel="C1", text="<@UBOT> 분석해줘", thread_ts=ts)
+        else:
+            ts = await share(slack, [png, pdf])
+        await slack.wait_for(lambda: status_cleared(slack) and bool(turn_outcomes(sqlite_url)))
+    assert turn_outcomes(sqlite_url) == [("done", "no_readable_file")]
+    notices = answer_texts(slack, "C1", ts)
+    assert "photo.csv" in notices[0] and "report.pdf" in notices[1]
+    for path in ("/v1/conversations", "/v1/containers", "/v1/responses", "/v1/files"):
+        assert not oai.requests_to("POST", path), f"nothing spent: {path}"
+
+
+async def test_an_unreadable_file_in_a_thread_with_a_readable_one_is_still_answered(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    async with run_bot(slack, oai, sqlite_url):
+        ts = await share(slack, [slack.add_file(name="good.csv", content=b"a,b\n1,2\n")])
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 1)
+        await slack.user_posts(
+            channel="C1", text="이것도", thread_ts=ts, files=[slack.add_file(name="photo.csv", content=PNG)]
+        )
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 3)
+    assert len(oai.requests_to("POST", "/v1/responses")) == 2
+
+
+async def test_a_question_without_files_still_goes_to_the_model(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    async with run_bot(slack, oai, sqlite_url):
+        ts = await share(slack, [], text="<@UBOT> 안녕")
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 1)
+    assert len(oai.requests_to("POST", "/v1/responses")) == 1
+
+
+async def test_two_files_of_the_same_name_reach_the_container_under_distinct_paths(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    async with run_bot(slack, oai, sqlite_url):
+        ts = await share(slack, [slack.add_file(name="data.csv", content=b"month,sales\n1,10\n", user="U1")])
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 1)
+        other = slack.add_file(name="data.csv", content=b"month,costs\n1,7\n2,8\n", user="U2")
+        await slack.user_posts(channel="C1", user="U2", text="비용 data.csv 도", thread_ts=ts, files=[other])
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 2)
+    container = next(iter(oai.containers.values()))
+    in_container = {f["object"]["path"]: f["content"] for f in container["files"].values()}
+    assert in_container == {
+        "/mnt/data/data.csv": b"month,sales\n1,10\n",
+        "/mnt/data/data (2).csv": b"month,costs\n1,7\n2,8\n",
+    }
+    lines = {line.split(":", 1)[0]: line for line in turn_input(oai, 1).splitlines() if line.startswith("- ")}
+    first, second = lines["- /mnt/data/data.csv"], lines["- /mnt/data/data (2).csv (new this turn)"]
+    assert "`data.csv` by <@U1>" in first and "month, sales" in first
+    assert "`data.csv` by <@U2>" in second and "renamed" in second and "month, costs" in second
+
+
+async def test_a_file_recorded_but_never_added_to_the_container_is_added_next_turn(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    async with run_bot(slack, oai, sqlite_url):
+        ts = await share(slack, [slack.add_file(name="sales.csv", content=b"m,v\n1,2\n")])
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 1)
+        # The add fails once, as a real 5xx the service says not to retry; the turn reports it.
+        oai.fail_next(
+            "/v1/containers/",
+            method="POST",
+            status=500,
+            code="server_error",
+            message="The server had an error while processing your request.",
+            headers={"x-should-retry": "false"},
+        )
+        costs = slack.add_file(name="costs.csv", content=b"m,c\n1,3\n")
+        await slack.user_posts(channel="C1", text="비용 파일도 봐줘", thread_ts=ts, files=[costs])
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 2)
+        assert len(oai.requests_to("POST", "/v1/responses")) == 1, "the failed turn asked nothing"
+        await slack.user_posts(channel="C1", text="다시 해줘", thread_ts=ts)
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 3)
+    container = next(iter(oai.containers.values()))
+    paths = sorted(f["object"]["path"] for f in container["files"].values())
+    assert paths == ["/mnt/data/costs.csv", "/mnt/data/sales.csv"]
+    assert "/mnt/data/costs.csv" in turn_input(oai, 1)
+    listings = [r for r in oai.requests_to("GET", "/v1/containers/") if r.path.endswith("/files")]
+    assert len(listings) == 3, "one listing per turn"
