@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bot.errors import ConfigError
@@ -30,6 +32,43 @@ If the data cannot answer the question, say so and suggest what would.
 """
 
 
+FOLLOW_UP_MODES = ("anyone", "participants", "mention")
+DEFAULT_RETENTION_DAYS = 30.0
+DEFAULT_RETENTION_SWEEP_S = 3600
+_SLACK_ID = re.compile(r"^[A-Z0-9]{2,32}$")
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """Who may use the bot: each non-empty set must contain the asker's team, channel or user id."""
+
+    teams: frozenset[str] = frozenset()
+    channels: frozenset[str] = frozenset()
+    users: frozenset[str] = frozenset()
+    allow_dms: bool = True
+    admin_contact: str = ""
+    follow_ups: str = "anyone"  # one of FOLLOW_UP_MODES
+
+
+@dataclass(frozen=True)
+class PriceOverrides:
+    """USD prices that replace the built-in table (per million tokens; per container session)."""
+
+    input_per_mtok: float | None = None
+    cached_input_per_mtok: float | None = None
+    output_per_mtok: float | None = None
+    container: float | None = None
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Spending limits in USD (None: no limit). Days and months are UTC."""
+
+    user_daily_usd: float | None = None
+    channel_daily_usd: float | None = None
+    team_monthly_usd: float | None = None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Validated configuration for one bot process."""
@@ -52,6 +91,11 @@ class Settings:
     instance_id: str = ""
     turn_lease_s: float = 60.0
     log_level: str = "INFO"
+    access: AccessPolicy = field(default_factory=AccessPolicy)
+    prices: PriceOverrides = field(default_factory=PriceOverrides)
+    budgets: Budgets = field(default_factory=Budgets)
+    retention_days: float = DEFAULT_RETENTION_DAYS  # 0: keep everything
+    retention_sweep_s: int = DEFAULT_RETENTION_SWEEP_S
 
     @property
     def socket_mode(self) -> bool:
@@ -170,6 +214,24 @@ class Settings:
             log_level=log_level,
             instance_id=get("INSTANCE_ID") or "",
             turn_lease_s=float(_int(get("TURN_LEASE_S"), "TURN_LEASE_S", 60, low=1, high=3600)),
+            access=_access_policy(get),
+            prices=PriceOverrides(
+                input_per_mtok=_usd(get("OPENAI_PRICE_INPUT_PER_MTOK"), "OPENAI_PRICE_INPUT_PER_MTOK"),
+                cached_input_per_mtok=_usd(
+                    get("OPENAI_PRICE_CACHED_INPUT_PER_MTOK"), "OPENAI_PRICE_CACHED_INPUT_PER_MTOK"
+                ),
+                output_per_mtok=_usd(get("OPENAI_PRICE_OUTPUT_PER_MTOK"), "OPENAI_PRICE_OUTPUT_PER_MTOK"),
+                container=_usd(get("OPENAI_PRICE_CONTAINER"), "OPENAI_PRICE_CONTAINER"),
+            ),
+            budgets=Budgets(
+                user_daily_usd=_usd(get("BUDGET_USER_DAILY_USD"), "BUDGET_USER_DAILY_USD", positive=True),
+                channel_daily_usd=_usd(get("BUDGET_CHANNEL_DAILY_USD"), "BUDGET_CHANNEL_DAILY_USD", positive=True),
+                team_monthly_usd=_usd(get("BUDGET_TEAM_MONTHLY_USD"), "BUDGET_TEAM_MONTHLY_USD", positive=True),
+            ),
+            retention_days=_decimal(get("RETENTION_DAYS"), "RETENTION_DAYS", DEFAULT_RETENTION_DAYS),
+            retention_sweep_s=_int(
+                get("RETENTION_SWEEP_S"), "RETENTION_SWEEP_S", DEFAULT_RETENTION_SWEEP_S, low=1, high=7 * 86400
+            ),
         )
 
 
@@ -182,4 +244,60 @@ def _int(raw: str | None, name: str, default: int, *, low: int, high: int) -> in
         raise ConfigError(name, f"must be a whole number, got {raw!r}") from None
     if not low <= value <= high:
         raise ConfigError(name, f"must be between {low} and {high}, got {value}")
+    return value
+
+
+def _access_policy(get: Callable[[str], str | None]) -> AccessPolicy:
+    follow_ups = (get("FOLLOW_UPS") or "anyone").lower()
+    if follow_ups not in FOLLOW_UP_MODES:
+        raise ConfigError("FOLLOW_UPS", f"must be one of {', '.join(FOLLOW_UP_MODES)}, got {follow_ups!r}")
+    return AccessPolicy(
+        teams=_slack_ids(get("ALLOWED_TEAMS"), "ALLOWED_TEAMS"),
+        channels=_slack_ids(get("ALLOWED_CHANNELS"), "ALLOWED_CHANNELS"),
+        users=_slack_ids(get("ALLOWED_USERS"), "ALLOWED_USERS"),
+        allow_dms=_bool(get("ALLOW_DMS"), "ALLOW_DMS", True),
+        admin_contact=get("ADMIN_CONTACT") or "",
+        follow_ups=follow_ups,
+    )
+
+
+def _slack_ids(raw: str | None, name: str) -> frozenset[str]:
+    """Comma-separated Slack ids (`T0123`, `C0123`, `U0123`); empty means no restriction."""
+    ids = [part.strip() for part in (raw or "").split(",") if part.strip()]
+    for value in ids:
+        if not _SLACK_ID.match(value):
+            raise ConfigError(name, f"must be comma-separated Slack IDs such as T0123ABCD or C0123ABCD, got {value!r}")
+    return frozenset(ids)
+
+
+def _bool(raw: str | None, name: str, default: bool) -> bool:
+    if raw is None:
+        return default
+    value = raw.lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(name, f"must be true or false, got {raw!r}")
+
+
+def _decimal(raw: str | None, name: str, default: float) -> float:
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"must be a number, got {raw!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(name, f"must be zero or more, got {raw!r}")
+    return value
+
+
+def _usd(raw: str | None, name: str, *, positive: bool = False) -> float | None:
+    """An optional amount in USD; budgets must be above zero."""
+    if raw is None:
+        return None
+    value = _decimal(raw, name, 0.0)
+    if positive and value == 0:
+        raise ConfigError(name, f"must be more than 0 (leave it unset for no limit), got {raw!r}")
     return value

@@ -85,3 +85,62 @@ def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path: Path) -> None:
     assert len(lines) == 1
     assert "OPENAI_API_KEY" in lines[0]
     assert "platform.openai.com" in lines[0]
+
+
+def test_governance_is_open_and_unlimited_by_default() -> None:
+    settings = Settings.from_env(SOCKET)
+    assert settings.access.teams == settings.access.channels == settings.access.users == frozenset()
+    assert settings.access.allow_dms and settings.access.follow_ups == "anyone"
+    assert settings.budgets.user_daily_usd is None and settings.budgets.team_monthly_usd is None
+    assert settings.prices.input_per_mtok is None
+    assert settings.retention_days == 30 and settings.retention_sweep_s == 3600
+
+
+def test_governance_settings_are_parsed() -> None:
+    settings = Settings.from_env(
+        {
+            **SOCKET,
+            "ALLOWED_TEAMS": "T1, T2",
+            "ALLOWED_CHANNELS": "C0123ABCD",
+            "ALLOWED_USERS": "",
+            "ALLOW_DMS": "false",
+            "ADMIN_CONTACT": "#data-help",
+            "FOLLOW_UPS": "participants",
+            "OPENAI_PRICE_INPUT_PER_MTOK": "1.25",
+            "OPENAI_PRICE_CONTAINER": "0.03",
+            "BUDGET_USER_DAILY_USD": "2.5",
+            "BUDGET_TEAM_MONTHLY_USD": "100",
+            "RETENTION_DAYS": "0.5",
+            "RETENTION_SWEEP_S": "60",
+        }
+    )
+    assert settings.access.teams == {"T1", "T2"} and settings.access.channels == {"C0123ABCD"}
+    assert settings.access.users == frozenset() and not settings.access.allow_dms
+    assert settings.access.admin_contact == "#data-help" and settings.access.follow_ups == "participants"
+    assert settings.prices.input_per_mtok == 1.25 and settings.prices.container == 0.03
+    assert settings.prices.output_per_mtok is None
+    assert settings.budgets.user_daily_usd == 2.5 and settings.budgets.team_monthly_usd == 100
+    assert settings.budgets.channel_daily_usd is None
+    assert settings.retention_days == 0.5 and settings.retention_sweep_s == 60
+
+
+@pytest.mark.parametrize(
+    ("override", "variable"),
+    [
+        pytest.param({"ALLOWED_CHANNELS": "C1,#general"}, "ALLOWED_CHANNELS", id="channel-name-not-id"),
+        pytest.param({"ALLOWED_USERS": "u123"}, "ALLOWED_USERS", id="lower-case-id"),
+        pytest.param({"ALLOW_DMS": "maybe"}, "ALLOW_DMS", id="not-a-boolean"),
+        pytest.param({"FOLLOW_UPS": "everyone"}, "FOLLOW_UPS", id="unknown-follow-up-mode"),
+        pytest.param({"BUDGET_USER_DAILY_USD": "-1"}, "BUDGET_USER_DAILY_USD", id="negative-budget"),
+        pytest.param({"BUDGET_CHANNEL_DAILY_USD": "0"}, "BUDGET_CHANNEL_DAILY_USD", id="zero-budget"),
+        pytest.param({"BUDGET_TEAM_MONTHLY_USD": "ten"}, "BUDGET_TEAM_MONTHLY_USD", id="budget-not-a-number"),
+        pytest.param({"OPENAI_PRICE_OUTPUT_PER_MTOK": "-0.1"}, "OPENAI_PRICE_OUTPUT_PER_MTOK", id="negative-price"),
+        pytest.param({"OPENAI_PRICE_INPUT_PER_MTOK": "nan"}, "OPENAI_PRICE_INPUT_PER_MTOK", id="nan-price"),
+        pytest.param({"RETENTION_DAYS": "abc"}, "RETENTION_DAYS", id="retention-not-a-number"),
+        pytest.param({"RETENTION_SWEEP_S": "0"}, "RETENTION_SWEEP_S", id="sweep-interval-zero"),
+    ],
+)
+def test_bad_governance_values_name_the_variable(override: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({**SOCKET, **override})
+    assert info.value.variable == variable
