@@ -22,6 +22,8 @@ bot that passes here does not lean on kindness. Those choices [unverified agains
 - A stream the client drops stops the run, leaves the stored response "cancelled", unlocks the
   conversation and adds nothing to it; failed/errored runs add nothing either, incomplete ones do.
 - Citation indices span the ``sandbox:/mnt/data/<name>`` link target inside the markdown link.
+- An unknown model on ``GET /v1/models/{model}`` -> 404 "The model `<id>` does not exist or you do not
+  have access to it." with code ``model_not_found`` (type invalid_request_error, param null).
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 512
 MEMORY_LIMITS = ("1g", "4g", "16g", "64g")
+# Models the fake serves on /v1/models; `FakeOpenAI.models` can be changed per test.
+KNOWN_MODELS = ("gpt-5.1", "gpt-5-mini", "gpt-test")
+MODEL_CREATED_AT = 1_731_456_000
 TEXT_DELTA_CHARS = 20
 CODE_DELTA_CHARS = 40
 UPLOAD_CHUNK_BYTES = 256 * 1024
@@ -371,6 +376,10 @@ class FakeOpenAI:
         self.containers: dict[str, dict[str, Any]] = {}
         self.responses: dict[str, dict[str, Any]] = {}
         self.scripts: list[Script] = []
+        self.models: dict[str, dict[str, Any]] = {
+            name: {"id": name, "object": "model", "created": MODEL_CREATED_AT, "owned_by": "system"}
+            for name in KNOWN_MODELS
+        }
         self.default_script: Callable[[dict[str, Any]], Script] = lambda body: Script(
             text=f"Echo: {_last_user_text(body)}"
         )
@@ -461,6 +470,8 @@ class FakeOpenAI:
         self._changed = asyncio.Event()
 
     def _routes(self, r: web.UrlDispatcher) -> None:
+        r.add_get("/v1/models", self._model_list)
+        r.add_get("/v1/models/{model}", self._model_get)
         r.add_post("/v1/files", self._file_create)
         r.add_get("/v1/files", self._file_list)
         r.add_get("/v1/files/{id}", self._file_get)
@@ -581,6 +592,17 @@ class FakeOpenAI:
         if record is None:
             raise ApiError(404, f"No such File object: {file_id}", param=param)
         return record
+
+    async def _model_list(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": list(self.models.values())})
+
+    async def _model_get(self, request: web.Request) -> web.Response:
+        name = request.match_info["model"]
+        model = self.models.get(name)
+        if model is None:
+            message = f"The model `{name}` does not exist or you do not have access to it."
+            raise ApiError(404, message, code="model_not_found")
+        return web.json_response(model)
 
     async def _file_create(self, request: web.Request) -> web.Response:
         fields, upload = await self._read_multipart(request)
