@@ -105,13 +105,15 @@ class Script:
     """What one response does.
 
     - ``text``: final assistant text, streamed in ~20-character ``output_text.delta`` pieces.
-    - ``code``/``logs``/``files``/``image_outputs``: a ``code_interpreter_call`` item before the message;
+    - ``code``/``logs``/``files``/``image_outputs``: a ``code_interpreter_call`` item before the message
+      (a list of code strings: one call each, the files, logs and images belonging to the first; only the
+      request's ``max_tool_calls`` of them run, as the API ignores further attempts);
       ``files`` land in the container, ``image_outputs`` (PNG bytes) appear only as
       ``{"type": "image", "url": "data:image/png;base64,..."}`` outputs when the request includes
       ``code_interpreter_call.outputs`` (otherwise ``outputs`` is null, as on the real API).
     - ``reasoning``: a reasoning item first.
-    - ``status``: "completed", "incomplete" (max_output_tokens) or "failed" (server_error after the
-      text deltas, terminal ``response.failed``).
+    - ``status``: "completed", "incomplete" (``incomplete_reason``: "max_output_tokens" or
+      "content_filter") or "failed" (server_error after the text deltas, terminal ``response.failed``).
     - ``error_event``: fields of a bare ``error`` event sent after the text deltas instead of a
       terminal response event (defaults: code "server_error", the real generic message, param null).
     - ``delay_s``: sleep after every SSE event. ``hold``: pause after the first text delta until set.
@@ -119,12 +121,13 @@ class Script:
     """
 
     text: str = "OK"
-    code: str | None = None
+    code: str | list[str] | None = None
     logs: str = ""
     files: list[GeneratedFile] = field(default_factory=list)
     image_outputs: list[bytes] = field(default_factory=list)
     reasoning: bool = False
     status: str = "completed"
+    incomplete_reason: str = "max_output_tokens"
     error_event: dict[str, Any] | None = None
     delay_s: float = 0.0
     hold: asyncio.Event | None = None
@@ -307,6 +310,13 @@ def _last_user_text(body: dict[str, Any]) -> str:
         if texts:
             return str(texts[-1])
     return ""
+
+
+def _codes(script: Script) -> list[str]:
+    """The code of each code_interpreter_call the script makes."""
+    if script.code is None:
+        return []
+    return [script.code] if isinstance(script.code, str) else list(script.code)
 
 
 def _ev(kind: str, **fields: Any) -> dict[str, Any]:
@@ -991,7 +1001,7 @@ class FakeOpenAI:
 
     def _usage(self, run: _Run, text: str) -> dict[str, Any]:
         input_tokens = len(_text_of(run.input_items)) // 4 + 1
-        output_tokens = len(text) // 4 + 1 + len(run.script.code or "") // 4
+        output_tokens = len(text) // 4 + 1 + len("".join(_codes(run.script))) // 4
         usage: dict[str, Any] = dict(input_tokens=input_tokens, output_tokens=output_tokens)
         usage["input_tokens_details"] = {"cached_tokens": 0, "cache_write_tokens": 0}
         usage["output_tokens_details"] = {"reasoning_tokens": 16 if run.script.reasoning else 0}
@@ -1017,8 +1027,9 @@ class FakeOpenAI:
                 yield _ev("response.output_item.added", output_index=len(output) - 1, item=output[-1])
                 yield _ev("response.output_item.done", output_index=len(output) - 1, item=output[-1])
             cited: list[dict[str, Any]] = []
-            if script.code is not None:
-                async for event in self._code_events(run, cited):
+            limit = response.get("max_tool_calls")
+            for index, code in enumerate(_codes(script)[:limit]):
+                async for event in self._code_events(run, cited, code, first=index == 0):
                     yield event
             text, annotations = script.text, []
             for cfile in cited:
@@ -1062,7 +1073,7 @@ class FakeOpenAI:
             if script.status == "completed":
                 response["completed_at"] = _now()
             else:
-                response["incomplete_details"] = {"reason": "max_output_tokens"}
+                response["incomplete_details"] = {"reason": script.incomplete_reason}
             self._finish(run, persist=True)
             yield _ev(f"response.{script.status}", response=response)
         finally:
@@ -1073,11 +1084,13 @@ class FakeOpenAI:
                 self._finish(run, persist=False)
             self._notify()
 
-    async def _code_events(self, run: _Run, cited: list[dict[str, Any]]) -> AsyncGenerator[dict[str, Any], None]:
-        """Events of one code_interpreter_call; generated files are written to the container and the
-        cited ones appended to `cited` as ``{"file_id", "filename"}``."""
+    async def _code_events(
+        self, run: _Run, cited: list[dict[str, Any]], code: str, *, first: bool
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Events of one code_interpreter_call running `code`; the `first` one writes the script's files
+        to the container (cited ones appended to `cited` as ``{"file_id", "filename"}``) and shows its
+        logs and images."""
         script, output = run.script, run.response["output"]
-        code = script.code or ""
         item: dict[str, Any] = dict(
             id=_item_id("code_interpreter_call"), type="code_interpreter_call", status="in_progress"
         )
@@ -1093,7 +1106,7 @@ class FakeOpenAI:
         item["status"] = "interpreting"
         yield _ev("response.code_interpreter_call.interpreting", **at)
         record = self.containers.get(run.container_id or "")
-        for generated in script.files:
+        for generated in script.files if first else []:
             if record is None:
                 break
             cfile = self._add_container_file(record, generated.filename, generated.content, "assistant")
@@ -1102,8 +1115,8 @@ class FakeOpenAI:
         item["status"] = "completed"
         yield _ev("response.code_interpreter_call.completed", **at)
         if INCLUDE_CODE_OUTPUTS in run.include:
-            outputs: list[dict[str, str]] = [{"type": "logs", "logs": script.logs}] if script.logs else []
-            for png in script.image_outputs:
+            outputs: list[dict[str, str]] = [{"type": "logs", "logs": script.logs}] if script.logs and first else []
+            for png in script.image_outputs if first else []:
                 outputs.append({"type": "image", "url": "data:image/png;base64," + base64.b64encode(png).decode()})
             item["outputs"] = outputs
         yield _ev("response.output_item.done", output_index=at["output_index"], item=item)
