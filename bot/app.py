@@ -28,6 +28,7 @@ from bot.analysis.workspace import Workspace
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.slack import listeners
+from bot.slack.notices import ThreadNotices
 from bot.slack.startup import BotIdentity, socket_mode_url
 from bot.store import Store
 from bot.turn.conductor import Conductor
@@ -82,6 +83,7 @@ class Bot:
     slack_client: AsyncWebClient
     http: aiohttp.ClientSession
     identity: BotIdentity
+    notices: ThreadNotices
 
     async def resume_unfinished(self) -> int:
         """Queue turns acknowledged but never answered that no live process holds; returns how many.
@@ -112,6 +114,7 @@ class Bot:
         Turns left unfinished are released, so the next process (or another replica) answers them.
         """
         await self.scheduler.close(grace_s=grace_s)
+        await self.notices.close()
         with contextlib.suppress(Exception):
             await self.store.release_leases()
         await self.openai_client.close()
@@ -166,7 +169,8 @@ async def build_bot(
         # saves work on every event.
         attaching_conversation_kwargs_enabled=False,
     )
-    listeners.register(app, store=db, scheduler=scheduler)
+    notices = ThreadNotices(slack)
+    listeners.register(app, store=db, scheduler=scheduler, notices=notices)
     return Bot(
         settings=settings,
         app=app,
@@ -176,6 +180,7 @@ async def build_bot(
         slack_client=slack,
         http=http,
         identity=identity,
+        notices=notices,
     )
 
 

@@ -31,6 +31,10 @@ MESSAGES: dict[str, dict[Language, str]] = {
         "ko": "분석을 중지했습니다. 새 질문을 보내면 이어서 답합니다.",
         "en": "Stopped the analysis. Send a new question to continue.",
     },
+    "turn.nothing_to_stop": {
+        "ko": "지금 이 스레드에서 진행 중인 분석이 없습니다.",
+        "en": "Nothing is running in this thread right now.",
+    },
     "turn.empty_answer": {
         "ko": "답변이 비어 있습니다. 질문을 조금 바꿔서 다시 보내 주세요.",
         "en": "The answer came back empty. Please rephrase the question and send it again.",

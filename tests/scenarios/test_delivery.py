@@ -139,6 +139,39 @@ async def test_stop_reply_cancels_the_running_analysis(slack: FakeSlack, oai: Fa
     assert "아주 긴 분석" in answer_texts(slack, "C1", ts)[0], "what was shown stays"
 
 
+@pytest.mark.parametrize(
+    ("stop_text", "reply"),
+    [
+        pytest.param("<@UBOT> stop", "Nothing is running in this thread right now.", id="english-mention"),
+        pytest.param("중지", "지금 이 스레드에서 진행 중인 분석이 없습니다.", id="korean"),
+    ],
+)
+async def test_stop_with_nothing_running_says_so_once(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str, stop_text: str, reply: str
+) -> None:
+    async with run_bot(slack, oai, sqlite_url) as running:
+        ts = await ask(slack, "<@UBOT> 분석해줘")
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 1)
+        assert await running.bot.scheduler.wait_idle(10), "the turn is over, not only its last message"
+        await slack.user_posts(channel="C1", text=stop_text, thread_ts=ts)
+        await slack.wait_for(lambda: reply in answer_texts(slack, "C1", ts))
+        await slack.wait_delivered()  # both deliveries of a mention were handled
+    # The bot has stopped: any notice still in flight was posted before it exited.
+    assert answer_texts(slack, "C1", ts).count(reply) == 1, "a mention arrives twice but is answered once"
+    assert len(oai.requests_to("POST", "/v1/responses")) == 1, "the stop message itself is not a question"
+
+
+async def test_stop_in_a_thread_without_a_session_is_ignored(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    async with run_bot(slack, oai, sqlite_url):
+        top = await slack.user_posts(channel="C1", text="team chat, not for the bot")
+        await slack.user_posts(channel="C1", text="stop", thread_ts=top["ts"])
+        await slack.wait_delivered()  # acknowledged: the bot has decided what to do with it
+    assert not bot_replies(slack, "C1", top["ts"])
+    assert not slack.calls_to("chat.postMessage")
+
+
 async def test_stream_closed_by_slack_loses_and_repeats_nothing(
     slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
 ) -> None:
