@@ -15,7 +15,6 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
-from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
@@ -23,11 +22,14 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.analysis.startup import check_model
 from bot.analysis.turns import TurnRunner
 from bot.analysis.workspace import Workspace
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.slack import listeners
+from bot.slack.notices import ThreadNotices
+from bot.slack.startup import BotIdentity, socket_mode_url
 from bot.store import Store
 from bot.turn.conductor import Conductor
 from bot.turn.files_in import ThreadLimits
@@ -70,43 +72,6 @@ def build_openai_client(settings: Settings) -> openai.AsyncOpenAI:
 
 
 @dataclass
-class BotIdentity:
-    """Who the bot is (auth.test), asked once and cached; Bolt's `authorize` function.
-
-    Bolt's own single-workspace authorization caches auth.test only after the first call returns,
-    so a burst of first events would each call it.
-    """
-
-    def __init__(self, client: AsyncWebClient) -> None:
-        self._client = client
-        self._lock = asyncio.Lock()
-        self._result: AuthorizeResult | None = None
-
-    async def result(self) -> AuthorizeResult:
-        """The cached auth.test result (asked on first use, once however many callers wait)."""
-        if self._result is None:
-            async with self._lock:
-                if self._result is None:
-                    response = await self._client.auth_test()
-                    self._result = AuthorizeResult.from_auth_test_response(
-                        auth_test_response=response, bot_token=self._client.token
-                    )
-        return self._result
-
-    async def check(self) -> None:
-        """Ask Slack once at start-up; a rejected token stops the bot with a clear message."""
-        try:
-            await self.result()
-        except SlackApiError as exc:
-            error = exc.response.get("error", "unknown")
-            raise ConfigError(
-                "SLACK_BOT_TOKEN",
-                f"was rejected by Slack ({error}): copy the Bot User OAuth Token again from the app's "
-                "'OAuth & Permissions' page (reinstall the app if it was revoked)",
-            ) from None
-
-
-@dataclass
 class Bot:
     """A wired bot: the Bolt app plus everything it owns."""
 
@@ -118,6 +83,7 @@ class Bot:
     slack_client: AsyncWebClient
     http: aiohttp.ClientSession
     identity: BotIdentity
+    notices: ThreadNotices
 
     async def resume_unfinished(self) -> int:
         """Claim and queue the unfinished turns that no live process holds; returns how many.
@@ -157,6 +123,7 @@ class Bot:
         Turns left unfinished are released, so the next process (or another replica) answers them.
         """
         await self.scheduler.close(grace_s=grace_s)
+        await self.notices.close()
         with contextlib.suppress(Exception):
             await self.store.release_leases()
         await self.openai_client.close()
@@ -211,7 +178,8 @@ async def build_bot(
         # saves work on every event.
         attaching_conversation_kwargs_enabled=False,
     )
-    listeners.register(app, store=db, scheduler=scheduler)
+    notices = ThreadNotices(slack)
+    listeners.register(app, store=db, scheduler=scheduler, notices=notices)
     return Bot(
         settings=settings,
         app=app,
@@ -221,6 +189,7 @@ async def build_bot(
         slack_client=slack,
         http=http,
         identity=identity,
+        notices=notices,
     )
 
 
@@ -244,10 +213,12 @@ def http_app(bot: Bot) -> web.Application:
 async def serve(bot: Bot, *, stop: asyncio.Event, host: str = "0.0.0.0") -> None:
     """Run the configured transport until `stop` is set, then shut down in order.
 
-    Raises `ConfigError` when Slack rejects the bot token.
+    Raises `ConfigError` when Slack rejects a token or OpenAI the key or model, and its subclass
+    `ServiceUnreachable` when either cannot be reached; every client is closed first.
     """
     try:
         await bot.identity.check()
+        await check_model(bot.openai_client, model=bot.settings.openai_model)
     except ConfigError:
         await bot.close(grace_s=0)
         raise
@@ -272,9 +243,11 @@ async def serve(bot: Bot, *, stop: asyncio.Event, host: str = "0.0.0.0") -> None
 async def _serve_socket_mode(bot: Bot, stop: asyncio.Event) -> None:
     assert bot.settings.slack_app_token is not None
     handler = AsyncSocketModeHandler(bot.app, bot.settings.slack_app_token)
-    await handler.connect_async()  # type: ignore[no-untyped-call]
-    log.info("connected to Slack over Socket Mode")
     try:
+        # The first URL is asked here, so a rejected app token stops the bot with one clear line.
+        handler.client.wss_uri = await socket_mode_url(bot.app.client, app_token=bot.settings.slack_app_token)
+        await handler.connect_async()  # type: ignore[no-untyped-call]
+        log.info("connected to Slack over Socket Mode")
         await stop.wait()
     finally:
         with contextlib.suppress(Exception):

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_run(settings))
     except ConfigError as err:
-        print(f"configuration error: {err}", file=sys.stderr)
+        print(f"{err.headline}: {err}", file=sys.stderr)
         return EXIT_CONFIG
     return 0
 

@@ -2,6 +2,7 @@
 
     BotError                      (message_key: the i18n key shown in the thread)
     ├── ConfigError               start-up only: names the variable; never reaches Slack
+    │   └── ServiceUnreachable    Slack or OpenAI could not be reached at start-up (DNS, refused, proxy)
     ├── FileProblem               one file could not be used; the turn goes on without it
     │   ├── FileDownloadFailed
     │   ├── FileTooLarge
@@ -32,6 +33,10 @@ rest of the code only sees these types. The single place that turns a `BotError`
 
 from __future__ import annotations
 
+import socket
+import ssl
+from urllib.parse import urlsplit
+
 
 class BotError(Exception):
     """Base of every error the bot knows how to explain to a user."""
@@ -48,9 +53,50 @@ class BotError(Exception):
 class ConfigError(BotError):
     """A missing or malformed setting; stops the process at start-up."""
 
+    headline = "configuration error"
+
     def __init__(self, variable: str, problem: str) -> None:
         super().__init__(f"{variable} {problem}")
         self.variable = variable
+
+
+class ServiceUnreachable(ConfigError):
+    """Slack or OpenAI did not answer at all at start-up: names the host and what to check."""
+
+    headline = "start-up error"
+
+    def __init__(self, variable: str, *, url: str, reason: str) -> None:
+        self.host = urlsplit(url).hostname or url
+        super().__init__(variable, f"cannot reach {self.host}")
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return (
+            f"cannot reach {self.host} ({self.reason}): check the network connection, the proxy settings "
+            f"(HTTPS_PROXY) and {self.variable}"
+        )
+
+
+def describe_connection_failure(exc: BaseException) -> str:
+    """A few words on why a connection failed, from the exception and its causes (no URLs, no secrets)."""
+    seen: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and cause not in seen:
+        seen.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for err in seen:
+        if "Proxy" in type(err).__name__:
+            return "the proxy refused the connection"
+    for err in seen:
+        if isinstance(err, socket.gaierror):
+            return "the host name could not be resolved"
+        if isinstance(err, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(err, ssl.SSLError):
+            return "the TLS handshake failed"
+        if isinstance(err, TimeoutError) or "Timeout" in type(err).__name__:
+            return "timed out"
+    return type(exc).__name__
 
 
 class FileProblem(BotError):

@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 ToolPhase = Literal["reasoning", "running_python", "drawing_chart"]
+# Why an answer stopped early: the output length limit, a content filter, the cap on code runs per
+# answer (the API reports no reason for that one; it is seen from the number of runs), or anything else.
+StopReason = Literal["length", "content_filter", "tool_limit", "other"]
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,14 @@ class Usage:
 
 @dataclass(frozen=True)
 class TurnDone:
-    """The response ended; `incomplete_reason` is set when it stopped early."""
+    """The response ended; `incomplete_reason` is set when it stopped early. `code_runs` counts its
+    code interpreter calls."""
 
     response_id: str
     container_ids: tuple[str, ...] = ()
     usage: Usage = field(default_factory=Usage)
-    incomplete_reason: str | None = None
+    incomplete_reason: StopReason | None = None
+    code_runs: int = 0
 
 
 TurnEvent = TextDelta | Progress | FileCited | ImageOutput | TurnDone

@@ -31,6 +31,10 @@ MESSAGES: dict[str, dict[Language, str]] = {
         "ko": "분석을 중지했습니다. 새 질문을 보내면 이어서 답합니다.",
         "en": "Stopped the analysis. Send a new question to continue.",
     },
+    "turn.nothing_to_stop": {
+        "ko": "지금 이 스레드에서 진행 중인 분석이 없습니다.",
+        "en": "Nothing is running in this thread right now.",
+    },
     "turn.empty_answer": {
         "ko": "답변이 비어 있습니다. 질문을 조금 바꿔서 다시 보내 주세요.",
         "en": "The answer came back empty. Please rephrase the question and send it again.",
@@ -108,8 +112,20 @@ MESSAGES: dict[str, dict[Language, str]] = {
         "en": "The analysis failed part-way. Please send the question again. (request id: {request_id})",
     },
     "openai.incomplete": {
-        "ko": '_(답변이 길이 제한({reason})으로 중간에 끊겼습니다. "계속"이라고 답하면 이어서 씁니다.)_',
+        "ko": '_(답변이 중간에 끊겼습니다({reason}). "계속"이라고 답하면 이어서 씁니다.)_',
         "en": '_(The answer stopped early ({reason}). Reply "continue" to get the rest.)_',
+    },
+    "openai.incomplete_length": {
+        "ko": '_(답변이 길이 제한에 걸려 중간에 끊겼습니다. "계속"이라고 답하면 이어서 씁니다.)_',
+        "en": '_(The answer reached the length limit and stopped early. Reply "continue" to get the rest.)_',
+    },
+    "openai.incomplete_tool_limit": {
+        "ko": '_(분석이 한 번에 할 수 있는 코드 실행 한도({max_runs}회)에 도달해 여기서 멈췄습니다. "계속"이라고 답하면 이어서 분석합니다.)_',
+        "en": '_(The analysis reached its limit of {max_runs} code runs and stopped here. Reply "continue" to carry on.)_',
+    },
+    "openai.incomplete_filter": {
+        "ko": "_(OpenAI의 콘텐츠 필터 때문에 답변이 중간에 끊겼습니다. 질문을 바꿔서 다시 보내 주세요.)_",
+        "en": "_(OpenAI's content filter stopped the answer early. Please rephrase the question.)_",
     },
     "slack.failed": {
         "ko": "Slack에 답변을 올리는 중 문제가 생겼습니다. 같은 질문을 다시 보내 주세요.",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import openai
 import pytest
 
-from bot.analysis.turns import TurnRunner
+from bot.analysis.turns import MAX_TOOL_CALLS, TurnRunner, stop_reason
 from bot.errors import OpenAIQuotaExhausted, OpenAIUnavailable
 from bot.events import Progress, TextDelta, TurnDone
 from tests.fakes.openai_fake import FakeOpenAI, Script
@@ -56,3 +56,25 @@ async def test_quota_error_is_not_retried(oai: FakeOpenAI) -> None:
     await client.close()
     assert info.value.request_id and info.value.request_id.startswith("req_")
     assert len(oai.requests_to("POST", "/v1/responses")) == 1
+
+
+class _Details:
+    def __init__(self, reason: str | None) -> None:
+        self.reason = reason
+
+
+@pytest.mark.parametrize(
+    ("kind", "details", "code_runs", "expected"),
+    [
+        pytest.param("response.completed", None, 0, None, id="completed"),
+        pytest.param("response.completed", None, MAX_TOOL_CALLS - 1, None, id="completed-below-the-cap"),
+        pytest.param("response.completed", None, MAX_TOOL_CALLS, "tool_limit", id="completed-at-the-cap"),
+        pytest.param("response.incomplete", _Details("max_output_tokens"), 0, "length", id="length"),
+        pytest.param("response.incomplete", _Details("max_output_tokens"), MAX_TOOL_CALLS, "length", id="length-wins"),
+        pytest.param("response.incomplete", _Details("content_filter"), 1, "content_filter", id="content-filter"),
+        pytest.param("response.incomplete", _Details("max_messages"), 0, "other", id="unknown-reason"),
+        pytest.param("response.incomplete", None, 0, "other", id="no-details"),
+    ],
+)
+def test_stop_reason(kind: str, details: _Details | None, code_runs: int, expected: str | None) -> None:
+    assert stop_reason(kind, details, code_runs=code_runs) == expected

@@ -12,7 +12,7 @@ import openai
 
 from bot.analysis.openai_errors import convert, is_conversation_locked, stream_error
 from bot.errors import OpenAIBusy, OpenAIRateLimited, OpenAIUnavailable
-from bot.events import FileCited, ImageOutput, Progress, TextDelta, TurnDone, TurnEvent, Usage
+from bot.events import FileCited, ImageOutput, Progress, StopReason, TextDelta, TurnDone, TurnEvent, Usage
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +25,8 @@ MAX_RETRY_AFTER_S = 30.0
 # No event for this long means the stream is dead; a working analysis keeps sending events.
 IDLE_TIMEOUT_S = 300.0
 MAX_TOOL_CALLS = 12
+# OpenAI's `incomplete_details.reason` -> ours.
+INCOMPLETE_REASONS: dict[str, StopReason] = {"max_output_tokens": "length", "content_filter": "content_filter"}
 
 
 class TurnRunner:
@@ -147,15 +149,16 @@ class TurnRunner:
                     input_tokens=getattr(response.usage, "input_tokens", 0) or 0,
                     output_tokens=getattr(response.usage, "output_tokens", 0) or 0,
                 )
-                reason = None
-                if kind == "response.incomplete":
-                    details = response.incomplete_details
-                    reason = (details.reason if details else None) or "incomplete"
+                code_runs = sum(1 for item in response.output or [] if item.type == "code_interpreter_call")
+                reason = stop_reason(kind, response.incomplete_details, code_runs=code_runs)
+                if reason is not None:
+                    log.info("response %s stopped early (%s, %d code runs)", response.id, reason, code_runs)
                 yield TurnDone(
                     response_id=response.id,
                     container_ids=tuple(container_ids),
                     usage=usage,
                     incomplete_reason=reason,
+                    code_runs=code_runs,
                 )
                 return
             elif kind == "response.failed":
@@ -170,6 +173,20 @@ class TurnRunner:
                 raise stream_error(
                     getattr(event, "code", None), str(getattr(event, "message", "") or ""), request_id=request_id
                 )
+
+
+def stop_reason(kind: str, details: Any, *, code_runs: int) -> StopReason | None:
+    """Why a response that ended with event `kind` stopped early, or None if it did not.
+
+    OpenAI names length and content-filter stops in `incomplete_details.reason`; a response that hit
+    `max_tool_calls` reports nothing special (further tool calls are silently ignored), so that case
+    is recognised by the response having used all `MAX_TOOL_CALLS` code runs.
+    """
+    if kind == "response.incomplete":
+        return INCOMPLETE_REASONS.get(str(getattr(details, "reason", None)), "other")
+    if code_runs >= MAX_TOOL_CALLS:
+        return "tool_limit"
+    return None
 
 
 def _draws_chart(code: str) -> bool:

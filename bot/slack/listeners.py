@@ -9,6 +9,7 @@ acknowledged: an acknowledged message is never lost, even if the process dies ri
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -16,6 +17,8 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 
 from bot.domain import Incoming, SlackFile, ThreadKey, mentions, strip_mentions
+from bot.i18n import detect_language, t
+from bot.slack.notices import ThreadNotices
 from bot.slack.reply import FEEDBACK_ACTION_ID
 from bot.store import Store
 from bot.turn.scheduler import TurnScheduler
@@ -27,6 +30,8 @@ log = logging.getLogger(__name__)
 USER_SUBTYPES = {None, "file_share", "thread_broadcast"}
 # A reply that is only one of these stops the thread's running analysis.
 STOP_WORDS = {"stop", "cancel", "중지", "그만", "멈춰", "취소", "스톱"}
+# Stop messages already handled (a mention arrives twice, and Slack redelivers), newest last.
+REMEMBERED_STOPS = 1_000
 
 
 def classify(event: dict[str, Any], *, team_id: str, bot_user_id: str | None) -> Incoming | None:
@@ -73,8 +78,24 @@ def is_stop_request(incoming: Incoming) -> bool:
     return words in STOP_WORDS
 
 
-def register(app: AsyncApp, *, store: Store, scheduler: TurnScheduler) -> None:
+def register(app: AsyncApp, *, store: Store, scheduler: TurnScheduler, notices: ThreadNotices) -> None:
     """All of the bot's Slack entry points."""
+    handled_stops: OrderedDict[tuple[str, str, str], None] = OrderedDict()
+
+    async def on_stop(incoming: Incoming) -> None:
+        key = (incoming.thread.team_id, incoming.thread.channel, incoming.ts)
+        if key in handled_stops:
+            return  # the other delivery of the same message
+        handled_stops[key] = None
+        if len(handled_stops) > REMEMBERED_STOPS:
+            handled_stops.popitem(last=False)
+        if scheduler.stop(incoming.thread):
+            log.info("stop requested in %s", incoming.thread)
+            return
+        if await store.session(incoming.thread) is None:
+            return  # not a thread of ours: the word was not addressed to the bot
+        log.info("stop requested in %s, nothing running", incoming.thread)
+        notices.post(incoming.thread, t("turn.nothing_to_stop", detect_language(incoming.text)))
 
     async def on_user_message(event: dict[str, Any], context: AsyncBoltContext, body: dict[str, Any]) -> None:
         team_id = context.team_id or body.get("team_id") or event.get("team") or ""
@@ -82,8 +103,7 @@ def register(app: AsyncApp, *, store: Store, scheduler: TurnScheduler) -> None:
         if incoming is None:
             return
         if is_stop_request(incoming):
-            stopped = scheduler.stop(incoming.thread)
-            log.info("stop requested in %s (%s)", incoming.thread, "stopping" if stopped else "nothing running")
+            await on_stop(incoming)
             return
         turn = await store.accept_message(incoming)
         if turn is None:

@@ -8,7 +8,7 @@ from bot.analysis.turns import TurnRunner
 from bot.domain import Turn
 from bot.errors import BotError
 from bot.events import FileCited, ImageOutput, Progress, TextDelta, TurnDone
-from bot.i18n import t
+from bot.i18n import Language, t
 from bot.slack.reply import ThreadReply
 from bot.turn.environment import Environment
 from bot.turn.outputs import Outputs
@@ -20,6 +20,21 @@ PHASE_STATUS = {
     "running_python": "status.running_python",
     "drawing_chart": "status.drawing_chart",
 }
+
+
+INCOMPLETE_NOTES = {
+    "length": "openai.incomplete_length",
+    "tool_limit": "openai.incomplete_tool_limit",
+    "content_filter": "openai.incomplete_filter",
+}
+
+
+def incomplete_note(done: TurnDone, lang: Language) -> str | None:
+    """The note under an answer that stopped early, naming why; None for a complete answer."""
+    if done.incomplete_reason is None:
+        return None
+    key = INCOMPLETE_NOTES.get(done.incomplete_reason, "openai.incomplete")
+    return t(key, lang, reason=done.incomplete_reason, max_runs=done.code_runs)
 
 
 async def stream_answer(

@@ -23,7 +23,7 @@ from bot.events import TurnDone
 from bot.i18n import Language, t
 from bot.slack.reply import ThreadReply, feedback_blocks
 from bot.store import Store
-from bot.turn.answer import stream_answer
+from bot.turn.answer import incomplete_note, stream_answer
 from bot.turn.environment import Environments
 from bot.turn.files_in import FilesIn, ThreadLimits
 from bot.turn.intake import Intake
@@ -227,8 +227,8 @@ class Conductor:
                 response_id=done.response_id, good_label=t("feedback.good", lang), bad_label=t("feedback.bad", lang)
             )
         )
-        if done.incomplete_reason:
-            await reply.notice(t("openai.incomplete", lang, reason=done.incomplete_reason))
+        if (note := incomplete_note(done, lang)) is not None:
+            await reply.notice(note)
         await reply.set_status("")
         return done
 

@@ -60,7 +60,7 @@ class TurnScheduler:
             )
 
     def stop(self, thread: ThreadKey) -> bool:
-        """Ask the thread's running turn to stop; False if none is running."""
+        """Ask the thread's current turn (running, or waiting for a free slot) to stop; False if none."""
         event = self._stops.get(thread)
         if event is None or event.is_set():
             return False
@@ -89,18 +89,19 @@ class TurnScheduler:
         try:
             while queue and not self._closing:
                 turn = queue[0]
-                async with self._slots:
-                    stop = self._stops[thread] = StopSignal()
-                    self._running[thread] = turn.id
-                    try:
+                # Made before waiting for a slot: a stop while the turn waits for one stops it too.
+                stop = self._stops[thread] = StopSignal()
+                self._running[thread] = turn.id
+                try:
+                    async with self._slots:
                         await self._run_turn(turn, stop)
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception:
-                        log.exception("turn %s crashed", turn.id)
-                    finally:
-                        self._stops.pop(thread, None)
-                        self._running.pop(thread, None)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("turn %s crashed", turn.id)
+                finally:
+                    self._stops.pop(thread, None)
+                    self._running.pop(thread, None)
                 if queue and queue[0] is turn:
                     queue.popleft()
         finally:

@@ -22,6 +22,8 @@ bot that passes here does not lean on kindness. Those choices [unverified agains
 - A stream the client drops stops the run, leaves the stored response "cancelled", unlocks the
   conversation and adds nothing to it; failed/errored runs add nothing either, incomplete ones do.
 - Citation indices span the ``sandbox:/mnt/data/<name>`` link target inside the markdown link.
+- An unknown model on ``GET /v1/models/{model}`` -> 404 "The model `<id>` does not exist or you do not
+  have access to it." with code ``model_not_found`` (type invalid_request_error, param null).
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 512
 MEMORY_LIMITS = ("1g", "4g", "16g", "64g")
+# Models the fake serves on /v1/models; `FakeOpenAI.models` can be changed per test.
+KNOWN_MODELS = ("gpt-5.1", "gpt-5-mini", "gpt-test")
+MODEL_CREATED_AT = 1_731_456_000
 TEXT_DELTA_CHARS = 20
 CODE_DELTA_CHARS = 40
 UPLOAD_CHUNK_BYTES = 256 * 1024
@@ -100,13 +105,15 @@ class Script:
     """What one response does.
 
     - ``text``: final assistant text, streamed in ~20-character ``output_text.delta`` pieces.
-    - ``code``/``logs``/``files``/``image_outputs``: a ``code_interpreter_call`` item before the message;
+    - ``code``/``logs``/``files``/``image_outputs``: a ``code_interpreter_call`` item before the message
+      (a list of code strings: one call each, the files, logs and images belonging to the first; only the
+      request's ``max_tool_calls`` of them run, as the API ignores further attempts);
       ``files`` land in the container, ``image_outputs`` (PNG bytes) appear only as
       ``{"type": "image", "url": "data:image/png;base64,..."}`` outputs when the request includes
       ``code_interpreter_call.outputs`` (otherwise ``outputs`` is null, as on the real API).
     - ``reasoning``: a reasoning item first.
-    - ``status``: "completed", "incomplete" (max_output_tokens) or "failed" (server_error after the
-      text deltas, terminal ``response.failed``).
+    - ``status``: "completed", "incomplete" (``incomplete_reason``: "max_output_tokens" or
+      "content_filter") or "failed" (server_error after the text deltas, terminal ``response.failed``).
     - ``error_event``: fields of a bare ``error`` event sent after the text deltas instead of a
       terminal response event (defaults: code "server_error", the real generic message, param null).
     - ``delay_s``: sleep after every SSE event. ``hold``: pause after the first text delta until set
@@ -115,12 +122,13 @@ class Script:
     """
 
     text: str = "OK"
-    code: str | None = None
+    code: str | list[str] | None = None
     logs: str = ""
     files: list[GeneratedFile] = field(default_factory=list)
     image_outputs: list[bytes] = field(default_factory=list)
     reasoning: bool = False
     status: str = "completed"
+    incomplete_reason: str = "max_output_tokens"
     error_event: dict[str, Any] | None = None
     delay_s: float = 0.0
     hold: asyncio.Event | None = None
@@ -306,6 +314,13 @@ def _last_user_text(body: dict[str, Any]) -> str:
     return ""
 
 
+def _codes(script: Script) -> list[str]:
+    """The code of each code_interpreter_call the script makes."""
+    if script.code is None:
+        return []
+    return [script.code] if isinstance(script.code, str) else list(script.code)
+
+
 def _ev(kind: str, **fields: Any) -> dict[str, Any]:
     """An SSE event payload (the sequence number is added when it is written)."""
     return {"type": kind, **fields}
@@ -373,6 +388,10 @@ class FakeOpenAI:
         self.containers: dict[str, dict[str, Any]] = {}
         self.responses: dict[str, dict[str, Any]] = {}
         self.scripts: list[Script] = []
+        self.models: dict[str, dict[str, Any]] = {
+            name: {"id": name, "object": "model", "created": MODEL_CREATED_AT, "owned_by": "system"}
+            for name in KNOWN_MODELS
+        }
         self.default_script: Callable[[dict[str, Any]], Script] = lambda body: Script(
             text=f"Echo: {_last_user_text(body)}"
         )
@@ -463,6 +482,8 @@ class FakeOpenAI:
         self._changed = asyncio.Event()
 
     def _routes(self, r: web.UrlDispatcher) -> None:
+        r.add_get("/v1/models", self._model_list)
+        r.add_get("/v1/models/{model}", self._model_get)
         r.add_post("/v1/files", self._file_create)
         r.add_get("/v1/files", self._file_list)
         r.add_get("/v1/files/{id}", self._file_get)
@@ -583,6 +604,17 @@ class FakeOpenAI:
         if record is None:
             raise ApiError(404, f"No such File object: {file_id}", param=param)
         return record
+
+    async def _model_list(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": list(self.models.values())})
+
+    async def _model_get(self, request: web.Request) -> web.Response:
+        name = request.match_info["model"]
+        model = self.models.get(name)
+        if model is None:
+            message = f"The model `{name}` does not exist or you do not have access to it."
+            raise ApiError(404, message, code="model_not_found")
+        return web.json_response(model)
 
     async def _file_create(self, request: web.Request) -> web.Response:
         fields, upload = await self._read_multipart(request)
@@ -982,7 +1014,7 @@ class FakeOpenAI:
 
     def _usage(self, run: _Run, text: str) -> dict[str, Any]:
         input_tokens = len(_text_of(run.input_items)) // 4 + 1
-        output_tokens = len(text) // 4 + 1 + len(run.script.code or "") // 4
+        output_tokens = len(text) // 4 + 1 + len("".join(_codes(run.script))) // 4
         usage: dict[str, Any] = dict(input_tokens=input_tokens, output_tokens=output_tokens)
         usage["input_tokens_details"] = {"cached_tokens": 0, "cache_write_tokens": 0}
         usage["output_tokens_details"] = {"reasoning_tokens": 16 if run.script.reasoning else 0}
@@ -1008,8 +1040,9 @@ class FakeOpenAI:
                 yield _ev("response.output_item.added", output_index=len(output) - 1, item=output[-1])
                 yield _ev("response.output_item.done", output_index=len(output) - 1, item=output[-1])
             cited: list[dict[str, Any]] = []
-            if script.code is not None:
-                async for event in self._code_events(run, cited):
+            limit = response.get("max_tool_calls")
+            for index, code in enumerate(_codes(script)[:limit]):
+                async for event in self._code_events(run, cited, code, first=index == 0):
                     yield event
             text, annotations = script.text, []
             for cfile in cited:
@@ -1055,7 +1088,7 @@ class FakeOpenAI:
             if script.status == "completed":
                 response["completed_at"] = _now()
             else:
-                response["incomplete_details"] = {"reason": "max_output_tokens"}
+                response["incomplete_details"] = {"reason": script.incomplete_reason}
             self._finish(run, persist=True)
             yield _ev(f"response.{script.status}", response=response)
         finally:
@@ -1066,11 +1099,13 @@ class FakeOpenAI:
                 self._finish(run, persist=False)
             self._notify()
 
-    async def _code_events(self, run: _Run, cited: list[dict[str, Any]]) -> AsyncGenerator[dict[str, Any], None]:
-        """Events of one code_interpreter_call; generated files are written to the container and the
-        cited ones appended to `cited` as ``{"file_id", "filename"}``."""
+    async def _code_events(
+        self, run: _Run, cited: list[dict[str, Any]], code: str, *, first: bool
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """Events of one code_interpreter_call running `code`; the `first` one writes the script's files
+        to the container (cited ones appended to `cited` as ``{"file_id", "filename"}``) and shows its
+        logs and images."""
         script, output = run.script, run.response["output"]
-        code = script.code or ""
         item: dict[str, Any] = dict(
             id=_item_id("code_interpreter_call"), type="code_interpreter_call", status="in_progress"
         )
@@ -1086,7 +1121,7 @@ class FakeOpenAI:
         item["status"] = "interpreting"
         yield _ev("response.code_interpreter_call.interpreting", **at)
         record = self.containers.get(run.container_id or "")
-        for generated in script.files:
+        for generated in script.files if first else []:
             if record is None:
                 break
             cfile = self._add_container_file(record, generated.filename, generated.content, "assistant")
@@ -1095,8 +1130,8 @@ class FakeOpenAI:
         item["status"] = "completed"
         yield _ev("response.code_interpreter_call.completed", **at)
         if INCLUDE_CODE_OUTPUTS in run.include:
-            outputs: list[dict[str, str]] = [{"type": "logs", "logs": script.logs}] if script.logs else []
-            for png in script.image_outputs:
+            outputs: list[dict[str, str]] = [{"type": "logs", "logs": script.logs}] if script.logs and first else []
+            for png in script.image_outputs if first else []:
                 outputs.append({"type": "image", "url": "data:image/png;base64," + base64.b64encode(png).decode()})
             item["outputs"] = outputs
         yield _ev("response.output_item.done", output_index=at["output_index"], item=item)

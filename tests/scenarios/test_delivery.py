@@ -191,6 +191,39 @@ async def test_stop_reply_cancels_the_running_analysis(slack: FakeSlack, oai: Fa
     assert "아주 긴 분석" in answer_texts(slack, "C1", ts)[0], "what was shown stays"
 
 
+@pytest.mark.parametrize(
+    ("stop_text", "reply"),
+    [
+        pytest.param("<@UBOT> stop", "Nothing is running in this thread right now.", id="english-mention"),
+        pytest.param("중지", "지금 이 스레드에서 진행 중인 분석이 없습니다.", id="korean"),
+    ],
+)
+async def test_stop_with_nothing_running_says_so_once(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str, stop_text: str, reply: str
+) -> None:
+    async with run_bot(slack, oai, sqlite_url) as running:
+        ts = await ask(slack, "<@UBOT> 분석해줘")
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 1)
+        assert await running.bot.scheduler.wait_idle(10), "the turn is over, not only its last message"
+        await slack.user_posts(channel="C1", text=stop_text, thread_ts=ts)
+        await slack.wait_for(lambda: reply in answer_texts(slack, "C1", ts))
+        await slack.wait_delivered()  # both deliveries of a mention were handled
+    # The bot has stopped: any notice still in flight was posted before it exited.
+    assert answer_texts(slack, "C1", ts).count(reply) == 1, "a mention arrives twice but is answered once"
+    assert len(oai.requests_to("POST", "/v1/responses")) == 1, "the stop message itself is not a question"
+
+
+async def test_stop_in_a_thread_without_a_session_is_ignored(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    async with run_bot(slack, oai, sqlite_url):
+        top = await slack.user_posts(channel="C1", text="team chat, not for the bot")
+        await slack.user_posts(channel="C1", text="stop", thread_ts=top["ts"])
+        await slack.wait_delivered()  # acknowledged: the bot has decided what to do with it
+    assert not bot_replies(slack, "C1", top["ts"])
+    assert not slack.calls_to("chat.postMessage")
+
+
 async def test_stream_closed_by_slack_loses_and_repeats_nothing(
     slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
 ) -> None:
@@ -207,16 +240,76 @@ async def test_stream_closed_by_slack_loses_and_repeats_nothing(
     assert slack.calls_to("chat.update"), "the stream did expire mid-answer (else this test shows nothing)"
 
 
-async def test_incomplete_response_keeps_the_text_and_says_why(
-    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+@pytest.mark.parametrize(
+    ("script", "question", "says"),
+    [
+        pytest.param(
+            Script(text="The first half of the analysis", status="incomplete"),
+            "<@UBOT> everything please",
+            ["reached the length limit", "continue"],
+            id="length",
+        ),
+        pytest.param(
+            Script(text="The first half of the analysis", status="incomplete", incomplete_reason="content_filter"),
+            "<@UBOT> everything please",
+            ["content filter", "rephrase"],
+            id="content-filter",
+        ),
+        pytest.param(
+            Script(text="The first half of the analysis", code=[f"step_{i}()" for i in range(20)]),
+            "<@UBOT> everything please",
+            ["limit of 12 code runs", "continue"],
+            id="code-run-cap",
+        ),
+        pytest.param(
+            Script(text="The first half of the analysis", code=[f"step_{i}()" for i in range(20)]),
+            "<@UBOT> 전부 분석해줘",
+            ["코드 실행 한도(12회)", "계속"],
+            id="code-run-cap-korean",
+        ),
+        pytest.param(
+            Script(text="The first half of the analysis", status="incomplete"),
+            "<@UBOT> 전부 분석해줘",
+            ["길이 제한", "계속"],
+            id="length-korean",
+        ),
+    ],
+)
+async def test_an_answer_cut_short_keeps_the_text_and_names_the_reason(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str, script: Script, question: str, says: list[str]
 ) -> None:
-    oai.scripts.append(Script(text="The first half of the analysis", status="incomplete"))
+    oai.scripts.append(script)
     async with run_bot(slack, oai, sqlite_url):
-        ts = await ask(slack, "<@UBOT> everything please")
-        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 2)
+        ts = await ask(slack, question)
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 2 and slack.status("C1", ts) == "")
     first, note = answer_texts(slack, "C1", ts)
     assert first.startswith("The first half of the analysis")
-    assert "max_output_tokens" in note and "continue" in note
+    assert all(words in note for words in says), note
+    assert "max_output_tokens" not in note and "content_filter" not in note, "our words, not the API's"
+
+
+async def test_a_complete_answer_with_a_few_code_runs_has_no_note(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    oai.scripts.append(Script(text="All done.", code=["a()", "b()", "c()"]))
+    async with run_bot(slack, oai, sqlite_url):
+        ts = await ask(slack, "<@UBOT> three steps")
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 1 and slack.status("C1", ts) == "")
+        response_id = next(iter(oai.responses))
+    assert answer_texts(slack, "C1", ts) == ["All done."]
+    kinds = [item["type"] for item in oai.responses[response_id]["output"]]
+    assert kinds.count("code_interpreter_call") == 3
+
+
+async def test_the_code_run_cap_is_sent_and_honoured(slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str) -> None:
+    oai.scripts.append(Script(text="Stopped.", code=[f"step_{i}()" for i in range(20)]))
+    async with run_bot(slack, oai, sqlite_url):
+        ts = await ask(slack, "<@UBOT> go")
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 2)
+    assert oai.requests_to("POST", "/v1/responses")[0].json["max_tool_calls"] == 12
+    response = next(iter(oai.responses.values()))
+    assert response["status"] == "completed" and response["incomplete_details"] is None, "the API says nothing"
+    assert [item["type"] for item in response["output"]].count("code_interpreter_call") == 12
 
 
 async def test_posted_answer_gets_feedback_buttons_too(slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str) -> None:

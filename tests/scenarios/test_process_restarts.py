@@ -108,8 +108,11 @@ async def test_message_acknowledged_but_not_started_is_answered_after_restart(
         first = (await slack.user_posts(channel="C1", text="<@UBOT> first question"))["ts"]
         await slack.wait_for(lambda: len(oai.requests_to("POST", "/v1/responses")) == 1)
         second = (await slack.user_posts(channel="C1", text="second question in the thread", thread_ts=first))["ts"]
-        await slack.wait_for(lambda: any(second in str(e["payload"]["event"].get("ts")) for e in slack.envelopes))
         await slack.wait_delivered()
+        acked = [
+            e for e in slack.envelopes if e["payload"]["event"].get("ts") == second and e["envelope_id"] in slack.acks
+        ]
+        assert acked, "the second message was acknowledged before the kill"
         proc.kill()
         await proc.wait()
     hold.set()
@@ -119,5 +122,7 @@ async def test_message_acknowledged_but_not_started_is_answered_after_restart(
             lambda: len([t for t in answer_texts(slack, "C1", first) if "Echo:" in t]) == 2, timeout=30
         )
     echoes = [t for t in answer_texts(slack, "C1", first) if t.startswith("Echo:")]
-    assert "first question" in echoes[0] and "second question" in echoes[1]
-    assert second
+    assert len(echoes) == 2, echoes
+    assert "first question" in echoes[0] and "second question" in echoes[1], "answered once each, in order"
+    asked = [r.json["input"][0]["content"][0]["text"] for r in oai.requests_to("POST", "/v1/responses")]
+    assert sum("second question" in text for text in asked) == 1, "the second turn was started only after the restart"

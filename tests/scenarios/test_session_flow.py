@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import answer_texts, bot_replies, postgres_database, run_bot
+from tests.conftest import RunningBot, answer_texts, bot_replies, postgres_database, run_bot
 from tests.fakes.openai_fake import FakeOpenAI, GeneratedFile, Script
 from tests.fakes.slack import FakeSlack
 
@@ -18,6 +18,12 @@ QUESTION = "<@UBOT> 이 리뷰 데이터의 주요 키워드와 감성, 장단�
 
 def response_posts(oai: FakeOpenAI) -> list[dict]:
     return [r.json for r in oai.requests_to("POST", "/v1/responses")]
+
+
+async def settled(slack: FakeSlack, running: RunningBot) -> None:
+    """Every delivery so far was acknowledged (the listener has decided) and every turn it started is over."""
+    await slack.wait_delivered()
+    assert await running.bot.scheduler.wait_idle(10)
 
 
 async def ask_with_csv(slack: FakeSlack, *, channel: str = "C1", text: str = QUESTION) -> dict:
@@ -141,11 +147,12 @@ async def test_expired_container_is_replaced_with_all_files(slack: FakeSlack, oa
 async def test_csv_posted_earlier_is_found_in_the_thread_root(
     slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
 ) -> None:
-    async with run_bot(slack, oai, sqlite_url):
+    async with run_bot(slack, oai, sqlite_url) as running:
         csv_file = slack.add_file(name="reviews.csv", content=REVIEWS_CSV)
         root = await slack.user_posts(channel="C1", text="오늘 받은 리뷰 파일", files=[csv_file])
-        await asyncio.sleep(0.2)
+        await settled(slack, running)
         assert not response_posts(oai), "a top-level post without a mention is not for the bot"
+        assert not bot_replies(slack, "C1", root["ts"])
         await slack.user_posts(channel="C1", text="<@UBOT> 이 파일 요약해줘", thread_ts=root["ts"])
         await slack.wait_for(lambda: len(answer_texts(slack, "C1", root["ts"])) == 1)
 
@@ -173,18 +180,27 @@ async def test_two_quick_messages_in_one_thread_are_answered_in_order(
     slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
 ) -> None:
     hold = asyncio.Event()
-    oai.scripts.extend([Script(text="first answer", hold=hold), Script(text="second answer")])
+    # Scripts are taken in request order: the other thread's question is asked before the follow-up runs.
+    oai.scripts.extend(
+        [Script(text="first answer", hold=hold), Script(text="other answer"), Script(text="second answer")]
+    )
     async with run_bot(slack, oai, sqlite_url):
         ts = (await ask_with_csv(slack))["ts"]
         await slack.wait_for(lambda: len(response_posts(oai)) == 1)
+        conversation = response_posts(oai)[0]["conversation"]
         await slack.user_posts(channel="C1", text="follow-up 1", thread_ts=ts)
-        await asyncio.sleep(0.3)
-        assert len(response_posts(oai)) == 1, "the second turn waits for the first"
+        await slack.wait_delivered()  # the follow-up is recorded and queued
+        # Meanwhile a question in another thread, asked later, is answered in full: the bot is busy
+        # with work, yet the follow-up still waits for the first answer of its own thread.
+        other = await slack.user_posts(channel="C1", text="<@UBOT> another thread")
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", other["ts"])) == 1)
+        assert [p["conversation"] for p in response_posts(oai)].count(conversation) == 1, "the second turn waits"
         hold.set()
         await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 2)
 
     assert [t.split()[0] for t in answer_texts(slack, "C1", ts)] == ["first", "second"]
-    assert len(response_posts(oai)) == 2, "turns of one thread never overlap (no conversation_locked retries)"
+    same_thread = [p for p in response_posts(oai) if p["conversation"] == conversation]
+    assert len(same_thread) == 2, "turns of one thread never overlap (no conversation_locked retries)"
 
 
 async def test_different_threads_run_concurrently(slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str) -> None:
@@ -192,29 +208,30 @@ async def test_different_threads_run_concurrently(slack: FakeSlack, oai: FakeOpe
     oai.scripts.extend([Script(text="slow", hold=hold)])
     async with run_bot(slack, oai, sqlite_url):
         a = await slack.user_posts(channel="C1", text="<@UBOT> question A")
-        await slack.wait_for(lambda: len(response_posts(oai)) == 1)
+        await slack.wait_for(lambda: any(m.streaming for m in bot_replies(slack, "C1", a["ts"])))
         b = await slack.user_posts(channel="C1", text="<@UBOT> question B")
         await slack.wait_for(lambda: len(answer_texts(slack, "C1", b["ts"])) == 1)
-        assert not answer_texts(slack, "C1", a["ts"]) or "slow" in answer_texts(slack, "C1", a["ts"])[0]
+        shown_a = bot_replies(slack, "C1", a["ts"])
+        assert [(m.text, m.streaming) for m in shown_a] == [("slow", True)], "A is still being written"
         hold.set()
         await slack.wait_for(lambda: len(answer_texts(slack, "C1", a["ts"])) == 1)
 
 
 async def test_redelivered_event_is_answered_once(slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str) -> None:
-    async with run_bot(slack, oai, sqlite_url):
+    async with run_bot(slack, oai, sqlite_url) as running:
         message = await slack.user_posts(channel="C1", text="<@UBOT> how many rows?")
         await slack.wait_for(lambda: len(answer_texts(slack, "C1", message["ts"])) == 1)
         first_envelope = next(e for e in slack.envelopes if e["payload"]["event"].get("ts") == message["ts"])
         await slack.deliver(first_envelope["payload"], retry_attempt=1, retry_reason="timeout")
         await slack.deliver(json.loads(json.dumps(first_envelope["payload"])), retry_attempt=2, retry_reason="timeout")
-        await asyncio.sleep(0.5)
+        await settled(slack, running)
 
     assert len(response_posts(oai)) == 1
     assert len(answer_texts(slack, "C1", message["ts"])) == 1
 
 
 async def test_ignored_messages_get_no_answer(slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str) -> None:
-    async with run_bot(slack, oai, sqlite_url):
+    async with run_bot(slack, oai, sqlite_url) as running:
         top = await slack.user_posts(channel="C1", text="just chatting, no mention")
         await slack.user_posts(channel="C1", text="a reply where the bot has no session", thread_ts=top["ts"])
         base = {"type": "message", "channel": "C1", "channel_type": "channel", "team": "T1"}
@@ -245,7 +262,7 @@ async def test_ignored_messages_get_no_answer(slack: FakeSlack, oai: FakeOpenAI,
                     "event": event,
                 }
             )
-        await asyncio.sleep(0.5)
+        await settled(slack, running)
 
     assert not response_posts(oai)
     assert not [c for c in slack.calls if c.method in {"chat.postMessage", "chat.startStream"}]

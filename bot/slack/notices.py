@@ -1,0 +1,52 @@
+"""Short replies that belong to no turn (e.g. "nothing is running" after a `stop`), sent in the background.
+
+Why a background task and not the listener or a turn: a listener must acknowledge Slack fast and does no
+HTTP itself (with `process_before_response=True` the ack waits for it, and a rate-limited post could
+wait for minutes); a turn would queue the reply behind the thread's answers, store it and resume it
+after a restart, none of which a one-line courtesy reply needs. Each post runs as a task owned here,
+awaited or cancelled by `close()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.domain import ThreadKey
+
+log = logging.getLogger(__name__)
+
+
+class ThreadNotices:
+    """Posts one-line notices in threads on tasks it owns."""
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self._client = client
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def post(self, thread: ThreadKey, text: str) -> None:
+        """Post `text` in `thread` soon; returns at once. Failures are only logged."""
+        task = asyncio.create_task(self._post(thread, text), name=f"notice-{thread.channel}-{thread.thread_ts}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _post(self, thread: ThreadKey, text: str) -> None:
+        try:
+            await self._client.chat_postMessage(channel=thread.channel, thread_ts=thread.thread_ts, markdown_text=text)
+        except SlackApiError as exc:
+            log.warning("notice in %s not posted: %s", thread, exc.response.get("error"))
+
+    async def close(self, *, grace_s: float = 2.0) -> None:
+        """Let notices in flight finish for `grace_s`, then cancel the rest."""
+        if not self._tasks:
+            return
+        _done, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
