@@ -24,8 +24,9 @@
     │   └── ResponseIncomplete    the response ended `incomplete` (text kept)
     └── SlackProblem              Slack refused a call that carries the answer
 
-Vendor exceptions are converted at the boundary (`analysis/`, `slack/reply.py`, `turn/intake.py`); the rest of the code only sees these types. The single place that turns a
-`BotError` into a Slack message is `turn.conductor.Conductor._report`.
+Vendor exceptions are converted at the boundary (`analysis/`, `slack/reply.py`, `turn/intake.py`); the rest
+of the code only sees these types. The single place that turns a `BotError` into a Slack message is
+`turn.conductor.Conductor._report`.
 """
 
 from __future__ import annotations
