@@ -2,6 +2,7 @@
 
     BotError                      (message_key: the i18n key shown in the thread)
     ├── ConfigError               start-up only: names the variable; never reaches Slack
+    ├── DatabaseUnavailable       start-up only: the database cannot be reached or is newer than the bot
     ├── FileProblem               one file could not be used; the turn goes on without it
     │   ├── FileDownloadFailed
     │   ├── FileTooLarge
@@ -50,6 +51,10 @@ class ConfigError(BotError):
     def __init__(self, variable: str, problem: str) -> None:
         super().__init__(f"{variable} {problem}")
         self.variable = variable
+
+
+class DatabaseUnavailable(BotError):
+    """The database cannot be reached, or records a schema revision this bot does not know."""
 
 
 class FileProblem(BotError):

@@ -85,3 +85,13 @@ def test_cli_exits_2_with_one_line_and_no_traceback(tmp_path: Path) -> None:
     assert len(lines) == 1
     assert "OPENAI_API_KEY" in lines[0]
     assert "platform.openai.com" in lines[0]
+
+
+def test_the_database_url_alone_needs_no_slack_or_openai_settings() -> None:
+    from bot.config import DEFAULT_DATABASE_URL, database_url_from_env
+
+    assert database_url_from_env({}) == DEFAULT_DATABASE_URL
+    assert database_url_from_env({"DATABASE_URL": " postgresql://bot@db/bot "}) == "postgresql://bot@db/bot"
+    with pytest.raises(ConfigError) as err:
+        database_url_from_env({"DATABASE_URL": "mysql://bot@db/bot"})
+    assert err.value.variable == "DATABASE_URL"

@@ -12,11 +12,13 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.domain import Incoming, Session, SlackFile, ThreadFile, ThreadKey, Turn
 from bot.store.acceptor import TurnAcceptor
-from bot.store.tables import delivered_outputs, feedback, metadata, sessions, thread_files, turns
+from bot.store.engine import create_engine
+from bot.store.migrate import upgrade
+from bot.store.tables import delivered_outputs, feedback, sessions, thread_files, turns
 
 UNFINISHED = ("pending", "running")
 DEFAULT_LEASE_S = 60.0
@@ -25,18 +27,6 @@ DEFAULT_LEASE_S = 60.0
 def default_owner() -> str:
     """This process's name in turn claims: the host name (stable across restarts in one container)."""
     return socket.gethostname() or "bot"
-
-
-def async_database_url(url: str) -> str:
-    """Map `sqlite:///x` and `postgresql://…` to the async drivers' URL schemes."""
-    if url.startswith("sqlite+aiosqlite://") or url.startswith("postgresql+asyncpg://"):
-        return url
-    if url.startswith("sqlite://"):
-        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
-    for prefix in ("postgresql://", "postgres://", "postgresql+psycopg2://", "postgresql+psycopg://"):
-        if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url[len(prefix) :]
-    return url
 
 
 class Store:
@@ -53,31 +43,18 @@ class Store:
 
     @classmethod
     async def open(cls, database_url: str, *, owner: str = "", lease_s: float = DEFAULT_LEASE_S) -> Store:
-        """Connect, create missing tables, and return the store.
+        """Connect, bring the schema to the newest revision (see `bot.store.migrate`), return the store.
 
         `owner` names this process in the turns it claims (default: the host name); `lease_s` is how
-        long a claim holds without renewal before another process may take the turn over.
+        long a claim holds without renewal before another process may take the turn over. Raises
+        `DatabaseUnavailable` when the database cannot be reached or was migrated by a newer bot.
         """
-        url = async_database_url(database_url)
-        kwargs: dict[str, Any] = {}
-        if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"timeout": 30}
-        else:
-            # Enough connections for the turns running at once plus the acceptor, without reconnects.
-            kwargs.update(pool_size=20, max_overflow=10, pool_pre_ping=True)
-        engine = create_async_engine(url, **kwargs)
-        if engine.dialect.name == "sqlite":
-
-            @sa.event.listens_for(engine.sync_engine, "connect")
-            def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-                cursor = dbapi_conn.cursor()
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA synchronous=NORMAL")
-                cursor.execute("PRAGMA busy_timeout=30000")
-                cursor.close()
-
-        async with engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+        engine = create_engine(database_url)
+        try:
+            await upgrade(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
         return cls(engine, owner=owner, lease_s=lease_s)
 
     async def close(self) -> None:
