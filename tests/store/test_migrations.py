@@ -19,6 +19,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from bot.domain import Incoming, Session, SlackFile, ThreadFile, ThreadKey
+from bot.errors import DatabaseUnavailable
 from bot.store import Store
 from bot.store.engine import create_engine
 from bot.store.migrate import POSTGRES_LOCK_KEY, current_revision, head_revision, upgrade
@@ -257,3 +258,16 @@ async def test_migrate_on_an_unreachable_database_exits_2_with_one_line(tmp_path
     assert len(lines) == 1 and lines[0].startswith("database error: cannot connect to"), err
     assert "127.0.0.1:1" in lines[0]
     assert "s3cret-pw" not in err, "the password is never shown"
+
+
+async def test_a_database_migrated_by_a_newer_bot_is_refused_untouched(empty_database: str) -> None:
+    await upgrade(empty_database)
+    engine = create_engine(empty_database)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+    finally:
+        await engine.dispose()
+    with pytest.raises(DatabaseUnavailable, match="revision 9999"):
+        await Store.open(empty_database)
+    assert await current_revision(empty_database) == "9999"
