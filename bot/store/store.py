@@ -82,7 +82,17 @@ turns = sa.Table(
     sa.Column("duration_s", sa.Float),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # Usage (cached input is part of input, reasoning part of output) and its estimated cost in USD,
+    # written when the turn is recorded; the budget check sums cost_usd per user, channel and team.
+    sa.Column("cached_input_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("reasoning_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("containers_created", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("bytes_uploaded", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cost_usd", sa.Float),
     sa.UniqueConstraint("team_id", "channel", "ts", name="uq_turns_message"),
+    sa.Index("ix_turns_user_created", "user_id", "created_at", "cost_usd"),
+    sa.Index("ix_turns_channel_created", "channel", "created_at", "cost_usd"),
+    sa.Index("ix_turns_team_created", "team_id", "created_at", "cost_usd"),
 )
 
 delivered_outputs = sa.Table(
@@ -205,6 +215,11 @@ class Store:
         async with engine.begin() as conn:
             await conn.run_sync(metadata.create_all)
         return cls(engine, owner=owner, lease_s=lease_s, clock=clock)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The store's engine, for readers with their own queries (`bot.store.usage.UsageLedger`)."""
+        return self._engine
 
     async def close(self) -> None:
         await self._acceptor.close()
@@ -346,9 +361,16 @@ class Store:
         model: str | None = None,
         input_tokens: int | None = None,
         output_tokens: int | None = None,
+        cached_input_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        containers_created: int = 0,
+        bytes_uploaded: int = 0,
+        cost_usd: float = 0.0,
         duration_s: float | None = None,
     ) -> bool:
         """Mark a turn `done` or `failed` with a short outcome code and its usage; it will not run again.
+
+        `cost_usd` is the turn's estimated cost (tokens and containers), what budgets count.
 
         Returns False (and changes nothing) when this process no longer holds the turn's claim.
         """
@@ -365,6 +387,11 @@ class Store:
                     model=model,
                     input_tokens=input_tokens,
                     output_tokens=output_tokens,
+                    cached_input_tokens=cached_input_tokens,
+                    reasoning_tokens=reasoning_tokens,
+                    containers_created=containers_created,
+                    bytes_uploaded=bytes_uploaded,
+                    cost_usd=cost_usd,
                     duration_s=duration_s,
                     updated_at=self._clock(),
                 )
