@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 
-from bot.config import Settings
+from bot.config import Settings, database_url_from_env
 from bot.errors import ConfigError
 
 EXIT_CONFIG = 2
@@ -17,7 +17,14 @@ log = logging.getLogger("bot")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m bot` and the `slack-csv-analyst` script; returns the exit status."""
+    """Entry point of `python -m bot` and the `slack-csv-analyst` script; returns the exit status.
+
+    `python -m bot usage …` prints the spending report (see `bot.terminal.usage`); it needs only
+    DATABASE_URL.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["usage"]:
+        return _usage(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
     parser.add_argument("--env-file", default=".env", help="dotenv file to read (default: .env)")
     parser.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
@@ -45,6 +52,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{err.headline}: {err}", file=sys.stderr)
         return EXIT_CONFIG
     return 0
+
+
+def _usage(argv: list[str]) -> int:
+    from bot.terminal import usage
+
+    try:
+        database_url = database_url_from_env()
+    except ConfigError as err:
+        print(f"configuration error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    return usage.run(argv, database_url=database_url)
 
 
 async def _run(settings: Settings) -> None:

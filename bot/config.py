@@ -235,6 +235,24 @@ class Settings:
         )
 
 
+def database_url_from_env(environ: Mapping[str, str] | None = None, *, dotenv_path: str | None = ".env") -> str:
+    """`DATABASE_URL` alone (from `environ`, or `os.environ` plus a `.env` file), for commands that need
+    only the database; raises `ConfigError` for a URL that is neither SQLite nor PostgreSQL."""
+    env: dict[str, str] = {}
+    if environ is None:
+        if dotenv_path and Path(dotenv_path).is_file():
+            from dotenv import dotenv_values
+
+            env.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+        env.update(os.environ)
+    else:
+        env = dict(environ)
+    url = env.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL
+    if not url.startswith(("sqlite", "postgresql", "postgres")):
+        raise ConfigError("DATABASE_URL", "must be a sqlite:///path or postgresql://user@host/db URL")
+    return url
+
+
 def _int(raw: str | None, name: str, default: int, *, low: int, high: int) -> int:
     if raw is None:
         return default
