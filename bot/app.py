@@ -27,10 +27,13 @@ from bot.analysis.turns import TurnRunner
 from bot.analysis.workspace import Workspace
 from bot.config import Settings
 from bot.errors import ConfigError
+from bot.governance.budgets import BudgetGuard
+from bot.governance.pricing import Pricing
 from bot.slack import listeners
 from bot.slack.notices import ThreadNotices
 from bot.slack.startup import BotIdentity, socket_mode_url
 from bot.store import Store
+from bot.store.usage import UsageLedger
 from bot.turn.conductor import Conductor
 from bot.turn.files_in import ThreadLimits
 from bot.turn.intake import Intake
@@ -160,6 +163,8 @@ async def build_bot(
         runner=TurnRunner(oai, model=settings.openai_model, instructions=settings.instructions),
         intake=intake,
         limits=ThreadLimits(max_files=settings.max_files_per_thread, max_bytes=settings.max_thread_mb * 1_048_576),
+        pricing=Pricing(settings.prices, container_memory_limit=settings.container_memory_limit),
+        budgets=BudgetGuard(settings.budgets, spending=UsageLedger(db.engine)),
     )
     scheduler = TurnScheduler(conductor.run, max_concurrent=settings.max_concurrent_turns)
     identity = BotIdentity(slack)

@@ -17,7 +17,14 @@ log = logging.getLogger("bot")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m bot` and the `slack-csv-analyst` script; returns the exit status."""
+    """Entry point of `python -m bot` and the `slack-csv-analyst` script; returns the exit status.
+
+    `python -m bot usage …` prints the spending report (see `bot.terminal.usage`); it needs only
+    DATABASE_URL.
+    """
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["usage"]:
+        return _usage(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
     parser.add_argument(
         "command",
@@ -81,6 +88,17 @@ def _migrate(*, env_file: str) -> int:
     head = " (head)" if revision == head_revision() else ""
     print(f"database at revision {revision}{head}")
     return 0
+
+
+def _usage(argv: list[str]) -> int:
+    from bot.terminal import usage
+
+    try:
+        database_url = database_url_from_env()
+    except ConfigError as err:
+        print(f"configuration error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    return usage.run(argv, database_url=database_url)
 
 
 async def _run(settings: Settings) -> None:

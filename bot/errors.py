@@ -24,6 +24,7 @@
     │   ├── ContainerExpired      the code interpreter container died (recovered, not shown)
     │   ├── ResponseFailed        the response ended `failed` or with an `error` event
     │   └── ResponseIncomplete    the response ended `incomplete` (text kept)
+    ├── BudgetExhausted           a spending limit is used up: the turn is refused before any OpenAI call
     ├── SlackProblem              Slack refused a call that carries the answer
     └── StoreUnavailable          the database did not answer (retried; never shown for a finished answer)
 
@@ -190,6 +191,18 @@ class ResponseFailed(OpenAIProblem):
 
 class ResponseIncomplete(OpenAIProblem):
     message_key = "openai.incomplete"
+
+
+class BudgetExhausted(BotError):
+    """A spending limit (`scope`: user_daily, channel_daily or team_monthly) is used up.
+
+    `amount` is the limit in USD and `resets` when it starts again (UTC), both as shown to the user.
+    """
+
+    def __init__(self, scope: str, detail: str = "", *, amount: str, resets: str) -> None:
+        super().__init__(detail or f"{scope} budget exhausted", amount=amount, resets=resets)
+        self.scope = scope
+        self.message_key = f"budget.exhausted_{scope}"
 
 
 class SlackProblem(BotError):

@@ -45,8 +45,13 @@ class ImageOutput:
 
 @dataclass(frozen=True)
 class Usage:
+    """Tokens one response used. `cached_input_tokens` are part of `input_tokens` (billed at the cached
+    rate) and `reasoning_tokens` part of `output_tokens` (billed as output), as OpenAI reports them."""
+
     input_tokens: int = 0
     output_tokens: int = 0
+    cached_input_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 @dataclass(frozen=True)

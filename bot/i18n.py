@@ -127,6 +127,32 @@ MESSAGES: dict[str, dict[Language, str]] = {
         "ko": "_(OpenAI의 콘텐츠 필터 때문에 답변이 중간에 끊겼습니다. 질문을 바꿔서 다시 보내 주세요.)_",
         "en": "_(OpenAI's content filter stopped the answer early. Please rephrase the question.)_",
     },
+    "budget.exhausted_user_daily": {
+        "ko": "오늘 사용 한도(${amount})를 모두 써서 이 질문에는 답하지 않았습니다. 한도는 {resets}에 초기화됩니다.",
+        "en": "You have used up your daily limit (${amount}), so I didn't answer this. It resets at {resets}.",
+    },
+    "budget.exhausted_channel_daily": {
+        "ko": "이 채널의 오늘 사용 한도(${amount})를 모두 써서 이 질문에는 답하지 않았습니다. "
+        "한도는 {resets}에 초기화됩니다.",
+        "en": "This channel's daily limit (${amount}) is used up, so I didn't answer this. It resets at {resets}.",
+    },
+    "budget.exhausted_team_monthly": {
+        "ko": "이 워크스페이스의 이번 달 사용 한도(${amount})를 모두 써서 이 질문에는 답하지 않았습니다. "
+        "한도는 {resets}에 초기화됩니다.",
+        "en": "This workspace's monthly limit (${amount}) is used up, so I didn't answer this. It resets at {resets}.",
+    },
+    "budget.warning_user_daily": {
+        "ko": "_(오늘 사용 한도 ${amount} 중 {percent}%를 썼습니다. 한도는 {resets}에 초기화됩니다.)_",
+        "en": "_(You have used {percent}% of your daily limit of ${amount}; it resets at {resets}.)_",
+    },
+    "budget.warning_channel_daily": {
+        "ko": "_(이 채널의 오늘 사용 한도 ${amount} 중 {percent}%를 썼습니다. 한도는 {resets}에 초기화됩니다.)_",
+        "en": "_(This channel has used {percent}% of its daily limit of ${amount}; it resets at {resets}.)_",
+    },
+    "budget.warning_team_monthly": {
+        "ko": "_(이 워크스페이스의 이번 달 사용 한도 ${amount} 중 {percent}%를 썼습니다. 한도는 {resets}에 초기화됩니다.)_",
+        "en": "_(This workspace has used {percent}% of its monthly limit of ${amount}; it resets at {resets}.)_",
+    },
     "slack.failed": {
         "ko": "Slack에 답변을 올리는 중 문제가 생겼습니다. 같은 질문을 다시 보내 주세요.",
         "en": "Slack refused part of the answer. Please send the question again.",

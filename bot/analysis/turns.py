@@ -55,9 +55,17 @@ class TurnRunner:
         return self._model
 
     async def stream(
-        self, *, conversation_id: str, container_id: str, input_text: str, metadata: dict[str, str] | None = None
+        self,
+        *,
+        conversation_id: str,
+        container_id: str | None,
+        input_text: str,
+        metadata: dict[str, str] | None = None,
     ) -> AsyncGenerator[TurnEvent, None]:
         """Yield the turn's events; the last one is `TurnDone`. Close it (`aclose`) to end the response.
+
+        With `container_id` None (a thread that holds no file) the response has no code interpreter
+        tool, so OpenAI starts no container and bills no container time.
 
         Raises `ContainerExpired` (the caller replaces the container and calls again), `OpenAIBusy`
         when the conversation stayed locked, `ResponseFailed`, or another `OpenAIProblem`.
@@ -70,7 +78,9 @@ class TurnRunner:
         finally:
             await stream.close()
 
-    async def _open(self, conversation_id: str, container_id: str, input_text: str, metadata: dict[str, str]) -> Any:
+    async def _open(
+        self, conversation_id: str, container_id: str | None, input_text: str, metadata: dict[str, str]
+    ) -> Any:
         delays = iter(self._lock_retry_delays_s)
         transient_delays = iter(self._transient_delays_s)
         while True:
@@ -80,10 +90,7 @@ class TurnRunner:
                     instructions=self._instructions,
                     conversation=conversation_id,
                     input=[{"role": "user", "content": [{"type": "input_text", "text": input_text}]}],
-                    tools=[{"type": "code_interpreter", "container": container_id}],
-                    tool_choice="auto",
-                    include=["code_interpreter_call.outputs"],
-                    max_tool_calls=MAX_TOOL_CALLS,
+                    **_tool_options(container_id),
                     store=True,
                     stream=True,
                     metadata=metadata,
@@ -145,10 +152,7 @@ class TurnRunner:
                     )
             elif kind in ("response.completed", "response.incomplete"):
                 response = event.response
-                usage = Usage(
-                    input_tokens=getattr(response.usage, "input_tokens", 0) or 0,
-                    output_tokens=getattr(response.usage, "output_tokens", 0) or 0,
-                )
+                usage = _usage(response.usage)
                 code_runs = sum(1 for item in response.output or [] if item.type == "code_interpreter_call")
                 reason = stop_reason(kind, response.incomplete_details, code_runs=code_runs)
                 if reason is not None:
@@ -175,6 +179,19 @@ class TurnRunner:
                 )
 
 
+def _tool_options(container_id: str | None) -> dict[str, Any]:
+    """The code interpreter in `container_id`, with its outputs and the cap on its runs; nothing at all
+    without a container (`include` and `max_tool_calls` only concern tool calls)."""
+    if container_id is None:
+        return {}
+    return {
+        "tools": [{"type": "code_interpreter", "container": container_id}],
+        "tool_choice": "auto",
+        "include": ["code_interpreter_call.outputs"],
+        "max_tool_calls": MAX_TOOL_CALLS,
+    }
+
+
 def stop_reason(kind: str, details: Any, *, code_runs: int) -> StopReason | None:
     """Why a response that ended with event `kind` stopped early, or None if it did not.
 
@@ -187,6 +204,18 @@ def stop_reason(kind: str, details: Any, *, code_runs: int) -> StopReason | None
     if code_runs >= MAX_TOOL_CALLS:
         return "tool_limit"
     return None
+
+
+def _usage(usage: Any) -> Usage:
+    """OpenAI's `ResponseUsage` (which may be missing, as may its details) as our `Usage`."""
+    input_details = getattr(usage, "input_tokens_details", None)
+    output_details = getattr(usage, "output_tokens_details", None)
+    return Usage(
+        input_tokens=getattr(usage, "input_tokens", 0) or 0,
+        output_tokens=getattr(usage, "output_tokens", 0) or 0,
+        cached_input_tokens=getattr(input_details, "cached_tokens", 0) or 0,
+        reasoning_tokens=getattr(output_details, "reasoning_tokens", 0) or 0,
+    )
 
 
 def _draws_chart(code: str) -> bool:

@@ -12,6 +12,7 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
@@ -24,7 +25,7 @@ from bot.errors import StoreUnavailable
 from bot.store.acceptor import TurnAcceptor
 from bot.store.engine import create_engine
 from bot.store.migrate import upgrade
-from bot.store.tables import delivered_outputs, feedback, sessions, thread_files, turns
+from bot.store.tables import delivered_outputs, feedback, sessions, spend_totals, thread_files, turns
 
 UNFINISHED = ("pending", "running")
 DEFAULT_LEASE_S = 60.0
@@ -45,6 +46,12 @@ def _database_errors_as_ours(method: Callable[_P, Awaitable[_R]]) -> Callable[_P
             raise StoreUnavailable(f"{method.__name__}: {exc.__class__.__name__}: {exc}") from exc
 
     return wrapper
+
+
+def spend_periods(timestamp: float) -> tuple[str, str]:
+    """The UTC day (`2026-11-30`) and month (`2026-11`) a turn's spending counts in."""
+    when = datetime.fromtimestamp(timestamp, UTC)
+    return when.strftime("%Y-%m-%d"), when.strftime("%Y-%m")
 
 
 def default_owner() -> str:
@@ -99,6 +106,11 @@ class Store:
             await engine.dispose()
             raise
         return cls(engine, owner=owner, lease_s=lease_s, clock=clock)
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The store's engine, for readers with their own queries (`bot.store.usage.UsageLedger`)."""
+        return self._engine
 
     async def close(self) -> None:
         await self._acceptor.close()
@@ -240,9 +252,16 @@ class Store:
         model: str | None = None,
         input_tokens: int | None = None,
         output_tokens: int | None = None,
+        cached_input_tokens: int = 0,
+        reasoning_tokens: int = 0,
+        containers_created: int = 0,
+        bytes_uploaded: int = 0,
+        cost_usd: float = 0.0,
         duration_s: float | None = None,
     ) -> bool:
         """Mark a turn `done` or `failed` with a short outcome code and its usage; it will not run again.
+
+        `cost_usd` is the turn's estimated cost (tokens and containers), what budgets count.
 
         Returns False (and changes nothing) when this process no longer holds the turn's claim.
         """
@@ -259,12 +278,44 @@ class Store:
                     model=model,
                     input_tokens=input_tokens,
                     output_tokens=output_tokens,
+                    cached_input_tokens=cached_input_tokens,
+                    reasoning_tokens=reasoning_tokens,
+                    containers_created=containers_created,
+                    bytes_uploaded=bytes_uploaded,
+                    cost_usd=cost_usd,
                     duration_s=duration_s,
                     updated_at=self._clock(),
                 )
-                .returning(turns.c.id)
+                .returning(turns.c.team_id, turns.c.channel, turns.c.user_id, turns.c.created_at)
             )
-            return result.first() is not None
+            row = result.first()
+            if row is None:
+                return False
+            if cost_usd > 0:
+                await self._add_spending(conn, row, cost_usd)
+            return True
+
+    async def _add_spending(self, conn: AsyncConnection, turn: sa.Row[Any], cost_usd: float) -> None:
+        """Add a recorded turn's cost to its user's and channel's day and its team's month."""
+        day, month = spend_periods(float(turn.created_at))
+        rows = [
+            {"scope": "user", "team_id": turn.team_id, "key": turn.user_id, "period": day, "cost_usd": cost_usd},
+            {"scope": "channel", "team_id": turn.team_id, "key": turn.channel, "period": day, "cost_usd": cost_usd},
+            {"scope": "team", "team_id": turn.team_id, "key": turn.team_id, "period": month, "cost_usd": cost_usd},
+        ]
+        insert = self._insert(spend_totals)
+        await conn.execute(
+            insert.on_conflict_do_update(
+                index_elements=[
+                    spend_totals.c.scope,
+                    spend_totals.c.team_id,
+                    spend_totals.c.key,
+                    spend_totals.c.period,
+                ],
+                set_={"cost_usd": spend_totals.c.cost_usd + insert.excluded.cost_usd},
+            ),
+            rows,
+        )
 
     async def claim_unfinished_turns(self) -> list[Turn]:
         """Claim the unfinished turns that no live process holds (their lease ran out), oldest first.

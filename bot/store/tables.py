@@ -63,7 +63,29 @@ turns = sa.Table(
     sa.Column("duration_s", sa.Float),
     sa.Column("created_at", sa.Float, nullable=False),
     sa.Column("updated_at", sa.Float, nullable=False),
+    # Usage (cached input is part of input, reasoning part of output) and its estimated cost in USD,
+    # written when the turn is recorded.
+    sa.Column("cached_input_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("reasoning_tokens", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("containers_created", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("bytes_uploaded", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("cost_usd", sa.Float),
     sa.UniqueConstraint("team_id", "channel", "ts", name="uq_turns_message"),
+    sa.Index("ix_turns_created_at", "created_at"),
+)
+
+# What was spent per budget period, added to when a turn is recorded, so the budget check before a
+# turn reads three rows by key however many turns there were. `scope` is user | channel | team;
+# `key` the user id, channel id or team id; `period` the UTC day (YYYY-MM-DD) or month (YYYY-MM) of
+# the turn's question.
+spend_totals = sa.Table(
+    "spend_totals",
+    metadata,
+    sa.Column("scope", sa.String(16), primary_key=True),
+    sa.Column("team_id", sa.String(32), primary_key=True),
+    sa.Column("key", sa.String(32), primary_key=True),
+    sa.Column("period", sa.String(10), primary_key=True),
+    sa.Column("cost_usd", sa.Float, nullable=False),
 )
 
 delivered_outputs = sa.Table(

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -19,7 +19,9 @@ from bot.analysis.turns import TurnRunner
 from bot.analysis.workspace import Workspace
 from bot.domain import Session, Turn
 from bot.errors import BotError, ContainerExpired, StoreUnavailable
-from bot.events import TurnDone
+from bot.events import TurnDone, Usage
+from bot.governance.budgets import BudgetGuard
+from bot.governance.pricing import Pricing
 from bot.i18n import Language, t
 from bot.slack.reply import ThreadReply, feedback_blocks
 from bot.store import Store
@@ -36,6 +38,14 @@ log = logging.getLogger(__name__)
 
 class _Stopped(Exception):
     """The user stopped the turn."""
+
+
+@dataclass
+class _Billable:
+    """What a turn caused to be billed besides tokens, counted as the stages go (also when it fails)."""
+
+    containers_created: int = 0
+    bytes_uploaded: int = 0
 
 
 # A turn that was started this many times and never finished is not tried again (it may be what
@@ -77,8 +87,12 @@ class Conductor:
         runner: TurnRunner,
         intake: Intake,
         limits: ThreadLimits | None = None,
+        pricing: Pricing | None = None,
+        budgets: BudgetGuard | None = None,
     ) -> None:
         self._store = store
+        self._pricing = pricing or Pricing()
+        self._budgets = budgets
         self._slack = slack
         self._workspace = workspace
         self._runner = runner
@@ -110,29 +124,31 @@ class Conductor:
             on_answer_message=remember_answer_messages,
         )
         started = time.monotonic()
+        billable = _Billable()
         if turn.answer_messages:
             await reply.mark_interrupted(turn.answer_messages, t("turn.interrupted", lang))
         if attempt > MAX_TURN_ATTEMPTS:
             log.error("turn %s was interrupted %d times; giving up", turn.id, attempt - 1)
             await self._report(turn, reply, BotError(f"{attempt - 1} interrupted attempts"), lang)
-            await self._record(turn, status="failed", outcome="too_many_attempts")
+            await self._record(turn, billable, status="failed", outcome="too_many_attempts")
             return
         await reply.set_status(t("status.thinking", lang))
         stop = stop or StopSignal()
         try:
-            done = await self._answer_unless_stopped(turn, reply, lang, stop)
+            done = await self._answer_unless_stopped(turn, reply, lang, stop, billable)
         except _Stopped:
             if stop.reason == "lost_claim":
                 log.warning("turn %s was taken over by another process; stopped here", turn.id)
                 return
             log.info("turn %s stopped by the user", turn.id)
             await self._tell(turn, reply, t("turn.stopped", lang))
-            await self._record(turn, status="done", outcome="stopped", duration_s=time.monotonic() - started)
+            await self._record(turn, billable, status="done", outcome="stopped", duration_s=time.monotonic() - started)
             return
         except BotError as err:
             await self._report(turn, reply, err, lang)
             await self._record(
                 turn,
+                billable,
                 status="failed",
                 outcome=err.__class__.__name__,
                 model=self._runner.model,
@@ -142,36 +158,72 @@ class Conductor:
         except Exception as exc:  # the one broad catch: anything unexpected still gets an answer
             log.exception("turn %s failed unexpectedly", turn.id)
             await self._report(turn, reply, BotError(repr(exc)), lang)
-            await self._record(turn, status="failed", outcome="unexpected", duration_s=time.monotonic() - started)
+            await self._record(
+                turn, billable, status="failed", outcome="unexpected", duration_s=time.monotonic() - started
+            )
             return
         if done is None:
-            await self._record(turn, status="done", outcome="no_readable_file", duration_s=time.monotonic() - started)
+            await self._record(
+                turn, billable, status="done", outcome="no_readable_file", duration_s=time.monotonic() - started
+            )
             return
-        await self._record(
+        cost = await self._record(
             turn,
+            billable,
+            usage=done.usage,
             status="done",
             outcome=done.incomplete_reason or "completed",
             response_id=done.response_id,
             model=self._runner.model,
-            input_tokens=done.usage.input_tokens,
-            output_tokens=done.usage.output_tokens,
             duration_s=time.monotonic() - started,
         )
+        if self._budgets is not None and cost is not None:
+            await self._warn(turn, reply, cost, lang)
 
-    async def _record(self, turn: Turn, **outcome: Any) -> None:
-        """Record the turn as finished, retrying while the database is away (the answer is already out).
+    async def _record(
+        self, turn: Turn, billable: _Billable, *, usage: Usage | None = None, **outcome: Any
+    ) -> float | None:
+        """Record the turn as finished with its usage and estimated cost, retrying while the database is
+        away (the answer is already out); returns the cost, or None when another process holds the turn.
 
         The thread's next turn waits meanwhile, and this process keeps the turn's claim, so a finished
         answer is never answered again by this or another process.
         """
-        held = await _until_recorded(f"finish turn {turn.id}", lambda: self._store.finish_turn(turn.id, **outcome))
+        usage = usage or Usage()
+        cost = self._pricing.cost_usd(
+            outcome.get("model") or self._runner.model, usage, containers_created=billable.containers_created
+        )
+        counts: dict[str, Any] = {
+            "input_tokens": usage.input_tokens,
+            "output_tokens": usage.output_tokens,
+            "cached_input_tokens": usage.cached_input_tokens,
+            "reasoning_tokens": usage.reasoning_tokens,
+            "containers_created": billable.containers_created,
+            "bytes_uploaded": billable.bytes_uploaded,
+            "cost_usd": cost,
+        }
+        held = await _until_recorded(
+            f"finish turn {turn.id}", lambda: self._store.finish_turn(turn.id, **counts, **outcome)
+        )
         if not held:
             log.warning("turn %s was taken over by another process before it was recorded here", turn.id)
+            return None
+        return cost
+
+    async def _warn(self, turn: Turn, reply: ThreadReply, cost: float, lang: Language) -> None:
+        """Under the answer, one line for each budget this turn took past 80 % (the first crossing only)."""
+        assert self._budgets is not None
+        try:
+            lines = await self._budgets.warnings(turn, cost, lang)
+            for line in lines:
+                await reply.notice(line)
+        except BotError as err:  # the answer is out and recorded; a missing warning is only logged
+            log.error("could not check or post the budget warning for turn %s: %s", turn.id, err.detail)
 
     async def _answer_unless_stopped(
-        self, turn: Turn, reply: ThreadReply, lang: Language, stop: StopSignal
+        self, turn: Turn, reply: ThreadReply, lang: Language, stop: StopSignal, billable: _Billable
     ) -> TurnDone | None:
-        answer = asyncio.create_task(self._answer(turn, reply, lang), name=f"answer-{turn.id}")
+        answer = asyncio.create_task(self._answer(turn, reply, lang, billable), name=f"answer-{turn.id}")
         stopped = asyncio.create_task(stop.wait(), name=f"stop-{turn.id}")
         try:
             await asyncio.wait({answer, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -185,11 +237,18 @@ class Conductor:
             raise _Stopped
         return answer.result()
 
-    async def _answer(self, turn: Turn, reply: ThreadReply, lang: Language) -> TurnDone | None:
-        """Answer `turn`; None when there was nothing to ask the model (only unreadable files)."""
+    async def _answer(self, turn: Turn, reply: ThreadReply, lang: Language, billable: _Billable) -> TurnDone | None:
+        """Answer `turn`; None when there was nothing to ask the model (only unreadable files).
+
+        Raises `BudgetExhausted` before anything reaches OpenAI (file uploads included) when a spending
+        limit is used up; `billable` counts the containers created and bytes uploaded on the way.
+        """
         thread = turn.thread
+        if self._budgets is not None:
+            await self._budgets.ensure_within(turn)
         session = await self._store.session(thread) or Session(thread=thread)
         brought = await self._files_in.bring(turn, session, reply, lang)
+        billable.bytes_uploaded += brought.uploaded_bytes
         files = await self._store.thread_files(thread)
         if brought.nothing_readable and not files:
             # The file notices are the whole reply: a model told of no file would only say so, at a cost.
@@ -198,6 +257,7 @@ class Conductor:
             return None
         new_ids = brought.new_ids
         env = await self._environments.prepare(session, files, new_ids)
+        billable.containers_created += env.containers_created
         for attempt in range(3):
             try:
                 input_text = turn_input(turn, files, new_ids=new_ids, paths=env.paths, reset=env.reset)
@@ -211,6 +271,7 @@ class Conductor:
                 if not env.reset:
                     log.info("container %s expired mid-turn; starting a new one", env.container_id)
                     container_id, paths = await self._environments.new_container(thread, files)
+                    billable.containers_created += 1
                     env = replace(env, container_id=container_id, reset=True, paths=paths)
                 else:
                     # A fresh container did not help: the conversation's history still points at the

@@ -18,14 +18,17 @@ log = logging.getLogger(__name__)
 class Environment:
     """Where a turn runs: `reset` is True when the container was replaced since the last turn.
 
+    `container_id` is None while the thread holds no file: the turn runs without code interpreter.
     `paths` maps the thread's file names to their container paths (empty when the container could not
-    be listed; the prompt then assumes `/mnt/data/<name>`).
+    be listed; the prompt then assumes `/mnt/data/<name>`). `containers_created` counts the containers
+    made while preparing it (each is billed from creation).
     """
 
     conversation_id: str
-    container_id: str
+    container_id: str | None
     reset: bool = False
     paths: Mapping[str, str] = field(default_factory=dict)
+    containers_created: int = 0
 
 
 def _unique(files: Sequence[ThreadFile]) -> list[ThreadFile]:
@@ -44,17 +47,23 @@ class Environments:
         """The thread's conversation (created on first use) and its live container with all `files`.
 
         A live container is listed once (which also gives the prompt its paths) and every recorded file
-        it lacks is added, whether it is new this turn or an earlier add failed or was cut short.
+        it lacks is added, whether it is new this turn or an earlier add failed or was cut short. A thread
+        without files gets no container (containers are billed by the minute from creation, whether or
+        not code runs); its first file creates one.
         """
         conversation_id = session.conversation_id
         if conversation_id is None:
             conversation_id = await self._workspace.create_conversation(session.thread)
             await self._store.update_session(session.thread, conversation_id=conversation_id)
+        if not files:
+            return Environment(conversation_id, None)
         if session.container_id and await self._workspace.live_container(session.container_id):
             paths = await self._complete(session.container_id, files, new_ids)
             return Environment(conversation_id, session.container_id, paths=paths)
         container_id, paths = await self.new_container(session.thread, files)
-        return Environment(conversation_id, container_id, reset=session.container_id is not None, paths=paths)
+        return Environment(
+            conversation_id, container_id, reset=session.container_id is not None, paths=paths, containers_created=1
+        )
 
     async def _complete(self, container_id: str, files: Sequence[ThreadFile], new_ids: set[str]) -> dict[str, str]:
         """Add the files the container lacks; returns the paths of the thread's files in it."""

@@ -32,12 +32,14 @@ class Brought:
     """What `FilesIn.bring` did with a turn's files.
 
     `new_ids`: Slack ids of files new in the container this turn; `offered`: files looked at this turn
-    (not already in the thread); `refused`: how many of those were refused (each reported in the thread).
+    (not already in the thread); `refused`: how many of those were refused (each reported in the thread);
+    `uploaded_bytes`: what was sent to OpenAI's Files API (a file shared again is not sent again).
     """
 
     new_ids: set[str] = field(default_factory=set)
     offered: int = 0
     refused: int = 0
+    uploaded_bytes: int = 0
 
     @property
     def nothing_readable(self) -> bool:
@@ -123,6 +125,7 @@ class FilesIn:
             await self._store.add_thread_file(turn.thread, brought)
             if not duplicate:
                 result.new_ids.add(file.id)
+                result.uploaded_bytes += brought.size_bytes
                 by_digest[brought.sha256] = brought
                 names.add(brought.filename)
                 count += 1

@@ -19,7 +19,9 @@ PNG_C = b"\x89PNG\r\n\x1a\nC" + b"\x00" * 40
 
 
 async def ask(slack: FakeSlack, text: str = "<@UBOT> 분석해줘") -> str:
-    return str((await slack.user_posts(channel="C1", text=text))["ts"])
+    """Ask with a small CSV: code runs only in a thread that holds a file (it has a container then)."""
+    data = slack.add_file(name="data.csv", content=b"month,sales\n1,100\n2,120\n")
+    return str((await slack.user_posts(channel="C1", text=text, files=[data]))["ts"])
 
 
 def long_answer(paragraphs: int = 120) -> str:

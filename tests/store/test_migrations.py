@@ -272,3 +272,25 @@ async def test_a_database_migrated_by_a_newer_bot_is_refused_untouched(empty_dat
     with pytest.raises(DatabaseUnavailable, match="revision 9999"):
         await Store.open(empty_database)
     assert await current_revision(empty_database) == "9999"
+
+
+async def test_turns_recorded_before_usage_tracking_count_towards_budgets(old_database: str) -> None:
+    from bot.store.usage import UsageLedger
+
+    store = await Store.open(old_database)
+    try:
+        ledger = UsageLedger(store.engine)
+        day_start = 1732492800.0  # 2024-11-25 00:00 UTC, the day of the fixture's answered turn
+        month_start = 1730419200.0  # 2024-11-01 00:00 UTC
+        spent = await ledger.spent_usd(
+            team_id="T0001",
+            channel="C0001",
+            user_id="U0001",
+            since={"user_daily": day_start, "channel_daily": day_start, "team_monthly": month_start},
+        )
+        estimate = 1200 * 1.25 / 1_000_000 + 340 * 10.00 / 1_000_000  # its stored tokens at gpt-5.1 rates
+        assert spent == pytest.approx({"user_daily": estimate, "channel_daily": estimate, "team_monthly": estimate})
+        [report] = await ledger.report(by="user")
+        assert (report.key, report.turns, report.cost_usd) == ("U0001", 1, pytest.approx(estimate))
+    finally:
+        await store.close()

@@ -1,0 +1,1 @@
+"""Terminal commands: ask, check, the usage report."""
