@@ -26,6 +26,7 @@ from bot.store import Store
 from bot.turn.answer import incomplete_note, stream_answer
 from bot.turn.environment import Environments
 from bot.turn.files_in import FilesIn, ThreadLimits
+from bot.turn.fresh_start import announce_fresh_start
 from bot.turn.intake import Intake
 from bot.turn.outputs import OutputDelivery
 from bot.turn.prompt import turn_input
@@ -189,6 +190,7 @@ class Conductor:
         """Answer `turn`; None when there was nothing to ask the model (only unreadable files)."""
         thread = turn.thread
         session = await self._store.session(thread) or Session(thread=thread)
+        await announce_fresh_start(session, retention=self._store.retention, reply=reply, lang=lang)
         brought = await self._files_in.bring(turn, session, reply, lang)
         files = await self._store.thread_files(thread)
         if brought.nothing_readable and not files:
