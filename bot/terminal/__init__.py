@@ -1,0 +1,1 @@
+"""Commands for a terminal: forget (and, later, ask, check, usage)."""
