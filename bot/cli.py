@@ -1,4 +1,4 @@
-"""Command line: read settings, set up logging, run the bot until SIGTERM/SIGINT."""
+"""Command line: `run` (the default) serves the bot until SIGTERM/SIGINT; `migrate` upgrades the database."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import logging
 import signal
 import sys
 
-from bot.config import Settings, terminal_access_from_env
-from bot.errors import ConfigError
+from bot.config import Settings, database_url_from_env, terminal_access_from_env
+from bot.errors import ConfigError, DatabaseUnavailable
 
 EXIT_CONFIG = 2
 log = logging.getLogger("bot")
@@ -22,9 +22,19 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["forget"]:
         return _forget(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=["run", "migrate"],
+        default="run",
+        help="run: serve the bot (default); migrate: bring the database (DATABASE_URL) to the newest schema and "
+        "exit; forget <thread permalink | CHANNEL:TS>: delete one thread's data (python -m bot forget -h)",
+    )
     parser.add_argument("--env-file", default=".env", help="dotenv file to read (default: .env)")
     parser.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
     args = parser.parse_args(argv)
+    if args.command == "migrate":
+        return _migrate(env_file=args.env_file)
     try:
         settings = Settings.from_env(dotenv_path=args.env_file)
     except ConfigError as err:
@@ -47,6 +57,33 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"{err.headline}: {err}", file=sys.stderr)
         return EXIT_CONFIG
+    except DatabaseUnavailable as err:
+        print(f"database error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0
+
+
+def _migrate(*, env_file: str) -> int:
+    """`python -m bot migrate`: needs only DATABASE_URL; prints the revision the database is at."""
+    from bot.store.migrate import current_revision, head_revision, upgrade
+
+    try:
+        database_url = database_url_from_env(dotenv_path=env_file)
+    except ConfigError as err:
+        print(f"configuration error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    async def migrate() -> str | None:
+        await upgrade(database_url)
+        return await current_revision(database_url)
+
+    try:
+        revision = asyncio.run(migrate())
+    except DatabaseUnavailable as err:
+        print(f"database error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    head = " (head)" if revision == head_revision() else ""
+    print(f"database at revision {revision}{head}")
     return 0
 
 
@@ -71,7 +108,11 @@ def _forget(argv: list[str]) -> int:
     except ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return EXIT_CONFIG
-    status, text = asyncio.run(forget_thread(ref, access=access))
+    try:
+        status, text = asyncio.run(forget_thread(ref, access=access))
+    except DatabaseUnavailable as err:
+        print(f"database error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
     print(text, file=sys.stdout if status != EXIT_CONFIG else sys.stderr)
     return status
 

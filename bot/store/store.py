@@ -17,13 +17,15 @@ from typing import Any, ParamSpec, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.domain import Incoming, Session, SlackFile, ThreadFile, ThreadKey, Turn
 from bot.errors import StoreUnavailable
 from bot.store.acceptor import TurnAcceptor
+from bot.store.engine import create_engine
+from bot.store.migrate import upgrade
 from bot.store.retention import RetentionStore, tombstoned_threads_query
-from bot.store.tables import delivered_outputs, feedback, metadata, sessions, thread_files, turns
+from bot.store.tables import delivered_outputs, feedback, sessions, thread_files, turns
 
 UNFINISHED = ("pending", "running")
 DEFAULT_LEASE_S = 60.0
@@ -53,18 +55,6 @@ def default_owner() -> str:
     which process answers a turn.
     """
     return f"{socket.gethostname() or 'bot'}-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def async_database_url(url: str) -> str:
-    """Map `sqlite:///x` and `postgresql://…` to the async drivers' URL schemes."""
-    if url.startswith("sqlite+aiosqlite://") or url.startswith("postgresql+asyncpg://"):
-        return url
-    if url.startswith("sqlite://"):
-        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
-    for prefix in ("postgresql://", "postgres://", "postgresql+psycopg2://", "postgresql+psycopg://"):
-        if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url[len(prefix) :]
-    return url
 
 
 class Store:
@@ -105,32 +95,19 @@ class Store:
         lease_s: float = DEFAULT_LEASE_S,
         clock: Callable[[], float] = time.time,
     ) -> Store:
-        """Connect, create missing tables, and return the store.
+        """Connect, bring the schema to the newest revision (see `bot.store.migrate`), return the store.
 
         `owner` names this process in the turns it claims (default: unique per process); `lease_s` is how
         long a claim holds without renewal before another process may take the turn over; `clock` gives
-        the time in seconds (tests move it instead of sleeping).
+        the time in seconds (tests move it instead of sleeping). Raises `DatabaseUnavailable` when the
+        database cannot be reached or was migrated by a newer bot.
         """
-        url = async_database_url(database_url)
-        kwargs: dict[str, Any] = {}
-        if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"timeout": 30}
-        else:
-            # Enough connections for the turns running at once plus the acceptor, without reconnects.
-            kwargs.update(pool_size=20, max_overflow=10, pool_pre_ping=True)
-        engine = create_async_engine(url, **kwargs)
-        if engine.dialect.name == "sqlite":
-
-            @sa.event.listens_for(engine.sync_engine, "connect")
-            def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-                cursor = dbapi_conn.cursor()
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA synchronous=NORMAL")
-                cursor.execute("PRAGMA busy_timeout=30000")
-                cursor.close()
-
-        async with engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+        engine = create_engine(database_url)
+        try:
+            await upgrade(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
         return cls(engine, owner=owner, lease_s=lease_s, clock=clock)
 
     async def close(self) -> None:

@@ -52,7 +52,7 @@ turns = sa.Table(
     # The process that will answer the turn, and until when its claim holds (renewed while it lives).
     sa.Column("owner", sa.String(128), nullable=False, default=""),
     sa.Column("lease_until", sa.Float, nullable=False, default=0.0),
-    sa.Column("reply_ts", sa.String(32)),
+    sa.Column("reply_ts", sa.String(32)),  # the first of `answer_messages` (kept for older readers)
     # Every Slack message that carries (part of) the answer, as a JSON list of ts, oldest first.
     sa.Column("answer_messages", sa.Text),
     sa.Column("response_id", sa.String(128)),
