@@ -26,9 +26,13 @@ from bot.analysis.startup import check_model
 from bot.analysis.turns import TurnRunner
 from bot.analysis.workspace import Workspace
 from bot.config import Settings
+from bot.domain import ThreadKey
 from bot.errors import ConfigError
 from bot.governance.budgets import BudgetGuard
+from bot.governance.forget import ThreadForget
 from bot.governance.pricing import Pricing
+from bot.governance.retention import Forgetter, RetentionSweeper
+from bot.i18n import Language
 from bot.slack import listeners
 from bot.slack.notices import ThreadNotices
 from bot.slack.startup import BotIdentity, socket_mode_url
@@ -87,6 +91,8 @@ class Bot:
     http: aiohttp.ClientSession
     identity: BotIdentity
     notices: ThreadNotices
+    forgets: ThreadForget
+    sweeper: RetentionSweeper
 
     async def resume_unfinished(self) -> int:
         """Claim and queue the unfinished turns that no live process holds; returns how many.
@@ -126,6 +132,7 @@ class Bot:
         Turns left unfinished are released, so the next process (or another replica) answers them.
         """
         await self.scheduler.close(grace_s=grace_s)
+        await self.forgets.close(grace_s=min(grace_s, 2.0))
         await self.notices.close()
         with contextlib.suppress(Exception):
             await self.store.release_leases()
@@ -185,7 +192,13 @@ async def build_bot(
         attaching_conversation_kwargs_enabled=False,
     )
     notices = ThreadNotices(slack)
-    listeners.register(app, store=db, scheduler=scheduler, notices=notices)
+    forgetter = Forgetter(store=db.retention, workspace=workspace)
+    forgets = ThreadForget(forgetter=forgetter, scheduler=scheduler, notices=notices)
+
+    def forget(thread: ThreadKey, lang: Language, addressed: bool) -> None:
+        forgets.request(thread, lang, addressed=addressed)
+
+    listeners.register(app, store=db, scheduler=scheduler, notices=notices, forget=forget)
     return Bot(
         settings=settings,
         app=app,
@@ -196,6 +209,10 @@ async def build_bot(
         http=http,
         identity=identity,
         notices=notices,
+        forgets=forgets,
+        sweeper=RetentionSweeper(
+            forgetter, retention_days=settings.retention_days, interval_s=settings.retention_sweep_s
+        ),
     )
 
 
@@ -234,15 +251,17 @@ async def serve(bot: Bot, *, stop: asyncio.Event, host: str = "0.0.0.0") -> None
     gc.collect()
     gc.freeze()
     leases = asyncio.create_task(bot.keep_leases(), name="turn-leases")
+    sweeps = asyncio.create_task(bot.sweeper.run(), name="retention-sweep")
     try:
         if bot.settings.socket_mode:
             await _serve_socket_mode(bot, stop)
         else:
             await _serve_http(bot, stop, host)
     finally:
-        leases.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await leases
+        for task in (sweeps, leases):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await bot.close()
 
 

@@ -9,7 +9,7 @@ import logging
 import signal
 import sys
 
-from bot.config import Settings, database_url_from_env
+from bot.config import Settings, database_url_from_env, terminal_access_from_env
 from bot.errors import ConfigError, DatabaseUnavailable
 
 EXIT_CONFIG = 2
@@ -20,18 +20,21 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m bot` and the `slack-csv-analyst` script; returns the exit status.
 
     `python -m bot usage …` prints the spending report (see `bot.terminal.usage`); it needs only
-    DATABASE_URL.
+    DATABASE_URL. `python -m bot forget …` deletes one thread's data (see `bot.terminal.forget`).
     """
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["usage"]:
         return _usage(argv[1:])
+    if argv[:1] == ["forget"]:
+        return _forget(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
     parser.add_argument(
         "command",
         nargs="?",
         choices=["run", "migrate"],
         default="run",
-        help="run: serve the bot (default); migrate: bring the database (DATABASE_URL) to the newest schema and exit",
+        help="run: serve the bot (default); migrate: bring the database (DATABASE_URL) to the newest schema and "
+        "exit; forget <thread permalink | CHANNEL:TS>: delete one thread's data (python -m bot forget -h)",
     )
     parser.add_argument("--env-file", default=".env", help="dotenv file to read (default: .env)")
     parser.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
@@ -99,6 +102,36 @@ def _usage(argv: list[str]) -> int:
         print(f"configuration error: {err}", file=sys.stderr)
         return EXIT_CONFIG
     return usage.run(argv, database_url=database_url)
+
+
+def _forget(argv: list[str]) -> int:
+    """`python -m bot forget <thread>`: see `bot.terminal.forget` (exit 0 done or nothing to do, 1 some
+    OpenAI objects left for later, 2 bad argument or configuration)."""
+    from bot.terminal.forget import USAGE, forget_thread, parse_thread
+
+    parser = argparse.ArgumentParser(prog="python -m bot forget", usage=USAGE.removeprefix("usage: "))
+    parser.add_argument("thread")
+    parser.add_argument("--env-file", default=".env")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code or 0)
+    ref = parse_thread(args.thread)
+    if ref is None:
+        print(USAGE, file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        access = terminal_access_from_env(dotenv_path=args.env_file)
+    except ConfigError as err:
+        print(f"configuration error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        status, text = asyncio.run(forget_thread(ref, access=access))
+    except DatabaseUnavailable as err:
+        print(f"database error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(text, file=sys.stdout if status != EXIT_CONFIG else sys.stderr)
+    return status
 
 
 async def _run(settings: Settings) -> None:

@@ -322,3 +322,30 @@ def _usd(raw: str | None, name: str, *, positive: bool = False) -> float | None:
     if positive and value == 0:
         raise ConfigError(name, f"must be more than 0 (leave it unset for no limit), got {raw!r}")
     return value
+
+
+@dataclass(frozen=True)
+class TerminalAccess:
+    """The database and OpenAI alone, for terminal commands that need no Slack token (`forget`)."""
+
+    database_url: str
+    openai_api_key: str
+    openai_base_url: str | None = None
+
+
+def terminal_access_from_env(
+    environ: Mapping[str, str] | None = None, *, dotenv_path: str | None = ".env"
+) -> TerminalAccess:
+    """`DATABASE_URL`, `OPENAI_API_KEY` (required) and `OPENAI_BASE_URL`, read and checked as `Settings` does.
+
+    Raises `ConfigError` naming the variable.
+    """
+    get = _reader(environ, dotenv_path)
+    database_url = _database_url(get)
+    api_key = get("OPENAI_API_KEY")
+    if api_key is None:
+        raise ConfigError("OPENAI_API_KEY", "is not set: create a key at https://platform.openai.com/api-keys")
+    base_url = get("OPENAI_BASE_URL")
+    if base_url is not None and not base_url.startswith(("http://", "https://")):
+        raise ConfigError("OPENAI_BASE_URL", "must be an http(s) URL such as https://api.openai.com/v1")
+    return TerminalAccess(database_url=database_url, openai_api_key=api_key, openai_base_url=base_url)

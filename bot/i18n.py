@@ -35,6 +35,36 @@ MESSAGES: dict[str, dict[Language, str]] = {
         "ko": "지금 이 스레드에서 진행 중인 분석이 없습니다.",
         "en": "Nothing is running in this thread right now.",
     },
+    "forget.done": {
+        "ko": "이 스레드의 데이터를 삭제했습니다: 파일 {files}개, 대화 {conversations}개, 분석 환경(컨테이너) {containers}개, "
+        "저장된 응답 {responses}개. 이어서 질문하면 새 세션으로 시작합니다(파일은 다시 올려 주세요).",
+        "en": "Deleted this thread's data: {files} file(s), {conversations} conversation(s), {containers} container(s) "
+        "and {responses} stored response(s). A new question here starts a fresh session (share the file again).",
+    },
+    "forget.partial": {
+        "ko": "OpenAI에서 {left}개 항목을 아직 지우지 못해 자동으로 다시 시도합니다.",
+        "en": "{left} item(s) could not be deleted at OpenAI yet; the bot retries automatically.",
+    },
+    "forget.nothing": {
+        "ko": "이 스레드에는 지울 분석 세션이 없습니다.",
+        "en": "There is nothing to forget in this thread.",
+    },
+    "forget.failed": {
+        "ko": "데이터를 삭제하지 못했습니다. 잠시 후 다시 `잊어줘`라고 보내 주세요.",
+        "en": "I couldn't delete this thread's data. Please send `forget` again in a moment.",
+    },
+    "retention.swept": {
+        "ko": "이 스레드의 이전 분석 데이터는 {days}일 동안 사용이 없어 삭제되었습니다. 새 세션으로 시작합니다. "
+        "이전 파일이 필요하면 다시 올려 주세요.",
+        "en": "This thread's earlier analysis data was deleted after {days} days of inactivity, so this is a fresh "
+        "session. Please share the file again if you need it.",
+    },
+    "retention.forgotten": {
+        "ko": "요청에 따라 이 스레드의 이전 분석 데이터를 삭제했습니다. 새 세션으로 시작합니다. "
+        "이전 파일이 필요하면 다시 올려 주세요.",
+        "en": "This thread's earlier analysis data was deleted on request (forget), so this is a fresh session. "
+        "Please share the file again if you need it.",
+    },
     "turn.empty_answer": {
         "ko": "답변이 비어 있습니다. 질문을 조금 바꿔서 다시 보내 주세요.",
         "en": "The answer came back empty. Please rephrase the question and send it again.",

@@ -16,6 +16,7 @@ import pytest
 
 from bot.app import Bot, build_bot, serve
 from bot.config import Settings
+from bot.store import Store
 from tests.fakes.openai_fake import FakeOpenAI
 from tests.fakes.slack import FakeSlack
 
@@ -117,13 +118,15 @@ async def run_bot(
     mode: str = "socket",
     port: int = 0,
     env: dict[str, str] | None = None,
+    store: Store | None = None,
 ) -> AsyncIterator[RunningBot]:
     """Start a bot (Socket Mode, or HTTP on `port`) and wait until it can take events.
 
-    `env` adds or overrides configuration variables.
+    `env` adds or overrides configuration variables; `store` replaces the one the bot would open (e.g.
+    with a clock the test moves).
     """
     settings = Settings.from_env({**bot_env(slack, oai, database_url, mode=mode, port=port), **(env or {})})
-    bot = await build_bot(settings)
+    bot = await build_bot(settings, store=store)
     stop = asyncio.Event()
     task = asyncio.create_task(serve(bot, stop=stop, host="127.0.0.1"))
     running = RunningBot(bot=bot, stop_event=stop, task=task, port=port or None)

@@ -202,3 +202,41 @@ class Workspace:
         except openai.OpenAIError as exc:
             raise convert(exc) from exc
         return content.content
+
+    # ---- deletion (retention and forget) ------------------------------------------------------------
+
+    async def delete(self, kind: str, object_id: str) -> bool:
+        """Delete one thread object at OpenAI: `kind` is "file", "container", "conversation" or "response".
+
+        Returns True when it was deleted now, False when OpenAI no longer has it (404: also done).
+        A conversation's items are deleted first (deleting a conversation leaves its items).
+        Raises our `OpenAIProblem` for any other failure (the caller retries later).
+        """
+        try:
+            if kind == "file":
+                await self._client.files.delete(object_id)
+            elif kind == "container":
+                await self._client.containers.delete(object_id)
+            elif kind == "response":
+                await self._client.responses.delete(object_id)
+            elif kind == "conversation":
+                await self._delete_conversation(object_id)
+            else:
+                raise ValueError(f"unknown OpenAI object kind {kind!r}")
+        except openai.NotFoundError:
+            return False
+        except openai.OpenAIError as exc:
+            raise convert(exc) from exc
+        return True
+
+    async def _delete_conversation(self, conversation_id: str) -> None:
+        # Deleting an item while paging would shift the pages: collect the ids first.
+        item_ids = [
+            item.id async for item in self._client.conversations.items.list(conversation_id, limit=100) if item.id
+        ]
+        for item_id in item_ids:
+            try:
+                await self._client.conversations.items.delete(item_id, conversation_id=conversation_id)
+            except openai.NotFoundError:
+                continue
+        await self._client.conversations.delete(conversation_id)

@@ -1,1 +1,1 @@
-"""Governance: who may use the bot, what it may spend, and what it keeps."""
+"""Governance: who may use the bot, what it may spend, and how long its data is kept."""

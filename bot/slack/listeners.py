@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -17,7 +18,7 @@ from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 
 from bot.domain import Incoming, SlackFile, ThreadKey, mentions, strip_mentions
-from bot.i18n import detect_language, t
+from bot.i18n import Language, detect_language, t
 from bot.slack.notices import ThreadNotices
 from bot.slack.reply import FEEDBACK_ACTION_ID
 from bot.store import Store
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 USER_SUBTYPES = {None, "file_share", "thread_broadcast"}
 # A reply that is only one of these stops the thread's running analysis.
 STOP_WORDS = {"stop", "cancel", "중지", "그만", "멈춰", "취소", "스톱"}
+# A message that is only one of these deletes the thread's data (see `bot.governance.forget`).
+FORGET_WORDS = {"forget", "잊어줘", "잊어 줘", "잊어버려"}
 # Stop messages already handled (a mention arrives twice, and Slack redelivers), newest last.
 REMEMBERED_STOPS = 1_000
 
@@ -78,17 +81,39 @@ def is_stop_request(incoming: Incoming) -> bool:
     return words in STOP_WORDS
 
 
-def register(app: AsyncApp, *, store: Store, scheduler: TurnScheduler, notices: ThreadNotices) -> None:
+def is_forget_request(incoming: Incoming) -> bool:
+    """True for a message that only says "forget" (or 잊어줘), with or without a mention."""
+    words = strip_mentions(incoming.text).strip(".!。 ").lower()
+    return words in FORGET_WORDS
+
+
+# forget(thread, language, addressed): starts a forget and returns at once.
+ForgetRequest = Callable[[ThreadKey, Language, bool], None]
+
+
+def register(
+    app: AsyncApp,
+    *,
+    store: Store,
+    scheduler: TurnScheduler,
+    notices: ThreadNotices,
+    forget: ForgetRequest | None = None,
+) -> None:
     """All of the bot's Slack entry points."""
     handled_stops: OrderedDict[tuple[str, str, str], None] = OrderedDict()
 
-    async def on_stop(incoming: Incoming) -> None:
+    def first_delivery(incoming: Incoming) -> bool:
         key = (incoming.thread.team_id, incoming.thread.channel, incoming.ts)
         if key in handled_stops:
-            return  # the other delivery of the same message
+            return False  # the other delivery of the same message
         handled_stops[key] = None
         if len(handled_stops) > REMEMBERED_STOPS:
             handled_stops.popitem(last=False)
+        return True
+
+    async def on_stop(incoming: Incoming) -> None:
+        if not first_delivery(incoming):
+            return
         if scheduler.stop(incoming.thread):
             log.info("stop requested in %s", incoming.thread)
             return
@@ -104,6 +129,11 @@ def register(app: AsyncApp, *, store: Store, scheduler: TurnScheduler, notices: 
             return
         if is_stop_request(incoming):
             await on_stop(incoming)
+            return
+        if forget is not None and is_forget_request(incoming):
+            if first_delivery(incoming):
+                log.info("forget requested in %s", incoming.thread)
+                forget(incoming.thread, detect_language(incoming.text), incoming.starts_session)
             return
         turn = await store.accept_message(incoming)
         if turn is None:

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 import sqlalchemy as sa
@@ -44,8 +44,11 @@ class TurnAcceptor:
         owner: str,
         lease_s: float,
         clock: Callable[[], float] = time.time,
+        tombstoned: Callable[[Collection[ThreadKey]], Any] | None = None,
     ) -> None:
+        """`tombstoned(threads)` builds the query for which of `threads` have a tombstone."""
         self._engine = engine
+        self._tombstoned = tombstoned
         self._clock = clock
         self._owner = owner
         self._lease_s = lease_s
@@ -133,21 +136,6 @@ class TurnAcceptor:
             for m in messages:
                 if m.starts_session:
                     starting.setdefault(m.thread, m)
-            if starting:
-                await conn.execute(
-                    self._insert_session,
-                    [
-                        {
-                            "team_id": t.team_id,
-                            "channel": t.channel,
-                            "thread_ts": t.thread_ts,
-                            "root_checked": not m.is_thread_reply,
-                            "created_at": now,
-                            "updated_at": now,
-                        }
-                        for t, m in starting.items()
-                    ],
-                )
             others = {m.thread for m in messages if m.thread not in starting}
             known = set(starting)
             if others:
@@ -158,6 +146,32 @@ class TurnAcceptor:
                     )
                 )
                 known |= {ThreadKey(*row) for row in result}
+            # Threads whose data was deleted (retention, forget): a reply there starts a fresh session,
+            # which does not pull the thread's earlier files back in (root_checked). One lookup, only for
+            # replies in threads without a session and for mentions that reply in a thread.
+            tombstoned: set[ThreadKey] = set()
+            maybe = (others - known) | {t for t, m in starting.items() if m.is_thread_reply}
+            if maybe and self._tombstoned is not None:
+                tombstoned = {ThreadKey(*row) for row in await conn.execute(self._tombstoned(maybe))}
+                for m in messages:
+                    if m.thread in tombstoned:
+                        starting.setdefault(m.thread, m)
+                known |= tombstoned
+            if starting:
+                await conn.execute(
+                    self._insert_session,
+                    [
+                        {
+                            "team_id": t.team_id,
+                            "channel": t.channel,
+                            "thread_ts": t.thread_ts,
+                            "root_checked": not m.is_thread_reply or t in tombstoned,
+                            "created_at": now,
+                            "updated_at": now,
+                        }
+                        for t, m in starting.items()
+                    ],
+                )
             ours = [m for m in messages if m.thread in known]
             if not ours:
                 return {}

@@ -25,6 +25,7 @@ from bot.errors import StoreUnavailable
 from bot.store.acceptor import TurnAcceptor
 from bot.store.engine import create_engine
 from bot.store.migrate import upgrade
+from bot.store.retention import RetentionStore, tombstoned_threads_query
 from bot.store.tables import delivered_outputs, feedback, sessions, spend_totals, thread_files, turns
 
 UNFINISHED = ("pending", "running")
@@ -80,8 +81,17 @@ class Store:
         self.owner = owner or default_owner()
         self.lease_s = lease_s
         self._acceptor = TurnAcceptor(
-            engine, sessions=sessions, turns=turns, insert=self._insert, owner=self.owner, lease_s=lease_s, clock=clock
+            engine,
+            sessions=sessions,
+            turns=turns,
+            insert=self._insert,
+            owner=self.owner,
+            lease_s=lease_s,
+            clock=clock,
+            tombstoned=tombstoned_threads_query,
         )
+        # Retention and forget: tombstones and the OpenAI deletion queue.
+        self.retention = RetentionStore(engine, insert=self._insert, clock=clock)
 
     @classmethod
     async def open(

@@ -109,3 +109,39 @@ feedback = sa.Table(
     sa.Column("rating", sa.String(16), nullable=False),
     sa.Column("created_at", sa.Float, nullable=False),
 )
+
+# What is left of a thread whose data was deleted (retention or `forget`): a reply there starts a fresh
+# session, and its first turn says why (`announced_at` records that it was said).
+thread_tombstones = sa.Table(
+    "thread_tombstones",
+    metadata,
+    sa.Column("team_id", sa.String(32), primary_key=True),
+    sa.Column("channel", sa.String(32), primary_key=True),
+    sa.Column("thread_ts", sa.String(32), primary_key=True),
+    sa.Column("deleted_at", sa.Float, nullable=False),
+    sa.Column("reason", sa.String(16), nullable=False),  # retention | forget
+    sa.Column("idle_days", sa.Float),  # RETENTION_DAYS at the time (retention only)
+    sa.Column("announced_at", sa.Float),
+)
+
+# OpenAI objects of forgotten threads still to delete; a row goes when OpenAI confirms (or answers 404).
+openai_deletions = sa.Table(
+    "openai_deletions",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),  # file | container | conversation | response
+    sa.Column("object_id", sa.String(128), nullable=False),
+    sa.Column("team_id", sa.String(32), nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("thread_ts", sa.String(32), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    # Not retried before this time: a replica's claim, or (after a failure) the failing sweep's end.
+    sa.Column("not_before", sa.Float, nullable=False, default=0.0),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("last_error", sa.String(500), nullable=False, default=""),
+    sa.UniqueConstraint("kind", "object_id", name="uq_openai_deletions_object"),
+    sa.Index("ix_openai_deletions_thread", "team_id", "channel", "thread_ts"),
+)
+
+# The retention sweep looks for each idle session's latest turn.
+sa.Index("ix_turns_thread", turns.c.team_id, turns.c.channel, turns.c.thread_ts)

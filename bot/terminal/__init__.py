@@ -1,1 +1,1 @@
-"""Terminal commands: ask, check, the usage report."""
+"""Terminal commands: the usage report and forget (later: ask, check)."""

@@ -28,6 +28,7 @@ from bot.store import Store
 from bot.turn.answer import incomplete_note, stream_answer
 from bot.turn.environment import Environments
 from bot.turn.files_in import FilesIn, ThreadLimits
+from bot.turn.fresh_start import announce_fresh_start
 from bot.turn.intake import Intake
 from bot.turn.outputs import OutputDelivery
 from bot.turn.prompt import turn_input
@@ -247,6 +248,7 @@ class Conductor:
         if self._budgets is not None:
             await self._budgets.ensure_within(turn)
         session = await self._store.session(thread) or Session(thread=thread)
+        await announce_fresh_start(session, retention=self._store.retention, reply=reply, lang=lang)
         brought = await self._files_in.bring(turn, session, reply, lang)
         billable.bytes_uploaded += brought.uploaded_bytes
         files = await self._store.thread_files(thread)

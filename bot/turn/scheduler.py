@@ -67,6 +67,25 @@ class TurnScheduler:
         event.set()
         return True
 
+    async def clear(self, thread: ThreadKey, *, timeout_s: float = 30.0) -> bool:
+        """Drop the thread's queued turns, stop its running one and wait (up to `timeout_s`) until it ended.
+
+        Returns True if a turn was running or queued. The dropped turns stay unfinished in the store;
+        the caller finishes them there (a forget does), or another claim picks them up.
+        """
+        queue = self._queues.get(thread)
+        worker = self._workers.get(thread)
+        if not queue and worker is None:
+            return False
+        if queue:
+            running = self._running.get(thread)
+            for turn in [t for t in queue if t.id != running]:
+                queue.remove(turn)
+        self.stop(thread)
+        if worker is not None:
+            await asyncio.wait({worker}, timeout=timeout_s)
+        return True
+
     def held_turn_ids(self) -> set[int]:
         """The turns this scheduler has queued or running (whose claims this process must keep)."""
         return {turn.id for queue in self._queues.values() for turn in queue}

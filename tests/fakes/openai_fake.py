@@ -1146,7 +1146,8 @@ class FakeOpenAI:
         response_id = request.match_info["id"]
         self._response(response_id)
         del self.responses[response_id]
-        return web.json_response({"id": response_id, "object": "response.deleted", "deleted": True})
+        # The API reference's example: the object is "response" (the SDK's delete() returns None).
+        return web.json_response({"id": response_id, "object": "response", "deleted": True})
 
     async def _response_cancel(self, request: web.Request) -> web.Response:
         """Only background responses can be cancelled; terminal ones are returned unchanged."""

@@ -1,0 +1,91 @@
+"""`forget` in a Slack thread: stop the running turn, delete the thread's data, confirm with the counts.
+
+Runs off the acknowledgement path, on tasks owned here (`close()` awaits or cancels them), like
+`bot.slack.notices`: a forget calls OpenAI several times and must not hold Slack's 3-second ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from bot.domain import ThreadKey
+from bot.governance.retention import Deleted, Forgetter
+from bot.i18n import Language, t
+from bot.slack.notices import ThreadNotices
+from bot.turn.scheduler import TurnScheduler
+
+log = logging.getLogger(__name__)
+
+# How long a forget waits for the thread's stopped turn to wind down before deleting anyway.
+STOP_WAIT_S = 30.0
+
+
+def confirmation(deleted: Deleted, lang: Language) -> str:
+    """The thread's confirmation: what was deleted, and whether something is left for the next sweep."""
+    text = t(
+        "forget.done",
+        lang,
+        files=deleted.files,
+        conversations=deleted.conversations,
+        containers=deleted.containers,
+        responses=deleted.responses,
+    )
+    if deleted.failed:
+        text += " " + t("forget.partial", lang, left=deleted.failed)
+    return text
+
+
+class ThreadForget:
+    """`request(thread, lang, addressed)` starts a forget for the thread and returns at once."""
+
+    def __init__(self, *, forgetter: Forgetter, scheduler: TurnScheduler, notices: ThreadNotices) -> None:
+        self._forgetter = forgetter
+        self._scheduler = scheduler
+        self._notices = notices
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._locks: dict[ThreadKey, asyncio.Lock] = {}
+
+    def request(self, thread: ThreadKey, lang: Language, *, addressed: bool) -> None:
+        """Forget `thread` in the background. `addressed` (a mention or a DM): say so when there is
+        nothing to forget; an unaddressed `forget` in a thread that is not the bot's gets no answer."""
+        task = asyncio.create_task(self._forget(thread, lang, addressed), name=f"forget-{thread.channel}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _forget(self, thread: ThreadKey, lang: Language, addressed: bool) -> None:
+        # Two forgets of one thread run one after the other: the second finds nothing left.
+        lock = self._locks.setdefault(thread, asyncio.Lock())
+        try:
+            async with lock:
+                await self._forget_now(thread, lang, addressed)
+        finally:
+            if not lock.locked():
+                self._locks.pop(thread, None)
+
+    async def _forget_now(self, thread: ThreadKey, lang: Language, addressed: bool) -> None:
+        try:
+            if await self._scheduler.clear(thread, timeout_s=STOP_WAIT_S):
+                log.info("forget in %s: stopped its turn(s)", thread)
+            deleted = await self._forgetter.forget(thread, reason="forget")
+        except Exception:  # the database or OpenAI failed outright: say so; queued deletions are retried
+            log.exception("forget in %s failed", thread)
+            self._notices.post(thread, t("forget.failed", lang))
+            return
+        if deleted is None:
+            if addressed:
+                self._notices.post(thread, t("forget.nothing", lang))
+            return
+        self._notices.post(thread, confirmation(deleted, lang))
+
+    async def close(self, *, grace_s: float = 5.0) -> None:
+        """Let forgets in flight finish for `grace_s`, then cancel the rest (their deletions stay queued)."""
+        if not self._tasks:
+            return
+        _done, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
