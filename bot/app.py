@@ -179,7 +179,7 @@ async def build_bot(
         attaching_conversation_kwargs_enabled=False,
     )
     notices = ThreadNotices(slack)
-    listeners.register(app, store=db, scheduler=scheduler, notices=notices)
+    listeners.register(app, store=db, scheduler=scheduler, notices=notices, access=settings.access)
     return Bot(
         settings=settings,
         app=app,

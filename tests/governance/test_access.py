@@ -103,3 +103,25 @@ def test_follow_up_rule(mode: str, is_dm: bool, expected: FollowUp) -> None:
 )
 def test_is_question(text: str, has_files: bool, expected: bool) -> None:
     assert is_question(text, has_files=has_files) is expected
+
+
+def test_the_access_decision_adds_well_under_5_ms_p99() -> None:
+    """The issue's budget: the whole decision (question? allowed? follow-up rule?) per message."""
+    import time
+
+    ids = frozenset(f"U{i:08d}" for i in range(5_000))
+    policy = AccessPolicy(
+        teams=frozenset({"T1"}), channels=frozenset({"C1"}), users=ids | {"U1"}, follow_ups="participants"
+    )
+    texts = ["<@UBOT> 지역별 매출 합계를 월별로 보여줘", "thanks 👍", ":+1:", "and by week?" * 50]
+    durations = []
+    for i in range(2_000):
+        start = time.perf_counter()
+        text = texts[i % len(texts)]
+        if is_question(text, has_files=False) and allowed(
+            policy, team_id="T1", channel="C1", user_id="U1", is_dm=False
+        ):
+            follow_up_rule(policy.follow_ups, is_dm=False)
+        durations.append(time.perf_counter() - start)
+    p99 = sorted(durations)[int(len(durations) * 0.99)]
+    assert p99 < 0.005, f"p99 {p99 * 1000:.3f} ms"
