@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RunningBot, answer_texts, run_bot
+from tests.conftest import RunningBot, answer_texts, free_port, run_bot
 from tests.fakes.openai_fake import FakeOpenAI
 from tests.fakes.slack import FakeSlack
 
@@ -74,6 +74,19 @@ async def test_refused_user_gets_one_ephemeral_and_nothing_else_happens(
     assert ephemeral.text == "This bot is not enabled for you here. To ask for access, contact #data-help."
     assert not slack.ephemerals("U1")
     assert [m.user for m in slack.thread("C1", asked["ts"])] == ["U2"], "nothing others can see"
+    assert_nothing_shown_or_spent(slack, oai)
+    assert turn_rows(sqlite_url) == []
+
+
+async def test_refused_over_http_mode_too(slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str) -> None:
+    env = {"ALLOWED_CHANNELS": "C9"}
+    async with run_bot(slack, oai, sqlite_url, mode="http", port=free_port(), env=env) as running:
+        await slack.user_posts(channel="C1", user="U1", text="<@UBOT> total sales?")
+        await slack.wait_for(lambda: bool(slack.ephemerals("U1")))
+        await settled(slack, running)
+
+    assert len(slack.calls_to("chat.postEphemeral")) == 1, "app_mention + message: one reply"
+    assert all(status == 200 for status, _ in slack.http_deliveries)
     assert_nothing_shown_or_spent(slack, oai)
     assert turn_rows(sqlite_url) == []
 
