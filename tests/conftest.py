@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -154,6 +155,47 @@ async def wait_http_ready(port: int, timeout: float = 10.0) -> None:  # noqa: AS
             if loop.time() > deadline:
                 raise AssertionError(f"bot did not become ready on port {port}")
             await asyncio.sleep(0.05)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+# A killed process's turns are taken over when its lease runs out: keep the wait short in tests.
+TEST_LEASE_S = 2
+
+
+@contextlib.asynccontextmanager
+async def bot_process(
+    slack: FakeSlack, oai: FakeOpenAI, database_url: str, log_path: Path, *, env: dict[str, str] | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A real `python -m bot` process in Socket Mode against the fakes, killed (SIGKILL) on exit if still running.
+
+    Its output goes to `log_path`; `env` adds or overrides variables.
+    """
+    process_env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        **bot_env(slack, oai, database_url),
+        "LOG_LEVEL": "INFO",
+        "TURN_LEASE_S": str(TEST_LEASE_S),
+        **(env or {}),
+    }
+    connections_before = slack.socket_connections
+    with log_path.open("ab") as log:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            cwd=ROOT,
+            env=process_env,
+            stdout=log,
+            stderr=log,
+            stdin=asyncio.subprocess.DEVNULL,
+        )
+    try:
+        await slack.wait_for(lambda: slack.socket_connections > connections_before, timeout=30)
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 def free_port() -> int:

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sqlite3
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from pytest_mock import MockerFixture
 
 from bot.errors import StoreUnavailable
-from tests.conftest import answer_texts, bot_env, bot_replies, run_bot
+from tests.conftest import answer_texts, bot_process, bot_replies, run_bot
 from tests.fakes.openai_fake import FakeOpenAI, Script
 from tests.fakes.slack import FakeSlack
 
-ROOT = Path(__file__).resolve().parents[2]
 REVIEWS_CSV = b"id,rating\n1,5\n2,1\n"
 
 
@@ -99,27 +94,6 @@ async def test_feedback_buttons_come_also_when_the_stream_expired_before_it_was_
     answer = next(m for m in bot_replies(slack, "C1", ts) if m.blocks)
     assert answer.blocks[0] == {"type": "markdown", "text": "평균은 3점"}
     assert any(b["type"] == "context_actions" for b in answer.blocks)
-
-
-@asynccontextmanager
-async def bot_process(slack: FakeSlack, oai: FakeOpenAI, url: str, log: Path) -> AsyncIterator[Any]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        **bot_env(slack, oai, url),
-        "TURN_LEASE_S": "2",
-    }
-    connections = slack.socket_connections
-    with log.open("ab") as out:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", cwd=ROOT, env=env, stdout=out, stderr=out, stdin=asyncio.subprocess.DEVNULL
-        )
-    try:
-        await slack.wait_for(lambda: slack.socket_connections > connections, timeout=30)
-        yield proc
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 def recorded_answer_messages(db_path: Path) -> int:

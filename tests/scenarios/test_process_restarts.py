@@ -3,46 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
-import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-from tests.conftest import answer_texts, bot_env, bot_replies
+from tests.conftest import answer_texts, bot_process, bot_replies
 from tests.fakes.openai_fake import FakeOpenAI, Script
 from tests.fakes.slack import FakeSlack
-
-ROOT = Path(__file__).resolve().parents[2]
-TEST_LEASE_S = 2
-
-
-@asynccontextmanager
-async def bot_process(
-    slack: FakeSlack, oai: FakeOpenAI, database_url: str, log_path: Path
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        **bot_env(slack, oai, database_url),
-        "LOG_LEVEL": "INFO",
-        # A killed process's turns are taken over when its lease runs out: keep the wait short here.
-        "TURN_LEASE_S": str(TEST_LEASE_S),
-    }
-    connections_before = slack.socket_connections
-    with log_path.open("ab") as log:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bot", cwd=ROOT, env=env, stdout=log, stderr=log, stdin=asyncio.subprocess.DEVNULL
-        )
-    try:
-        await slack.wait_for(lambda: slack.socket_connections > connections_before, timeout=30)
-        yield proc
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 def reply_ts_recorded(db_path: Path) -> bool:
