@@ -139,11 +139,12 @@ async def build_bot(
     store: Store | None = None,
 ) -> Bot:
     """Wire a bot from `settings`; tests pass clients aimed at the loopback fakes."""
+    # The schema is upgraded here, before anything can take an event (and before anything needs closing).
+    db = store or await Store.open(settings.database_url, owner=settings.instance_id, lease_s=settings.turn_lease_s)
     # One connection pool for Slack's Web API and its file downloads.
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60))
     slack = slack_client or build_slack_client(settings, session=http)
     oai = openai_client or build_openai_client(settings)
-    db = store or await Store.open(settings.database_url, owner=settings.instance_id, lease_s=settings.turn_lease_s)
     workspace = Workspace(oai, memory_limit=settings.container_memory_limit)
     intake = Intake(
         slack=slack,

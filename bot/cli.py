@@ -1,4 +1,4 @@
-"""Command line: read settings, set up logging, run the bot until SIGTERM/SIGINT."""
+"""Command line: `run` (the default) serves the bot until SIGTERM/SIGINT; `migrate` upgrades the database."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import logging
 import signal
 import sys
 
-from bot.config import Settings
-from bot.errors import ConfigError
+from bot.config import Settings, database_url_from_env
+from bot.errors import ConfigError, DatabaseUnavailable
 
 EXIT_CONFIG = 2
 log = logging.getLogger("bot")
@@ -19,9 +19,18 @@ log = logging.getLogger("bot")
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m bot` and the `slack-csv-analyst` script; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m bot", description=__doc__)
+    parser.add_argument(
+        "command",
+        nargs="?",
+        choices=["run", "migrate"],
+        default="run",
+        help="run: serve the bot (default); migrate: bring the database (DATABASE_URL) to the newest schema and exit",
+    )
     parser.add_argument("--env-file", default=".env", help="dotenv file to read (default: .env)")
     parser.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
     args = parser.parse_args(argv)
+    if args.command == "migrate":
+        return _migrate(env_file=args.env_file)
     try:
         settings = Settings.from_env(dotenv_path=args.env_file)
     except ConfigError as err:
@@ -44,6 +53,33 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"{err.headline}: {err}", file=sys.stderr)
         return EXIT_CONFIG
+    except DatabaseUnavailable as err:
+        print(f"database error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    return 0
+
+
+def _migrate(*, env_file: str) -> int:
+    """`python -m bot migrate`: needs only DATABASE_URL; prints the revision the database is at."""
+    from bot.store.migrate import current_revision, head_revision, upgrade
+
+    try:
+        database_url = database_url_from_env(dotenv_path=env_file)
+    except ConfigError as err:
+        print(f"configuration error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+
+    async def migrate() -> str | None:
+        await upgrade(database_url)
+        return await current_revision(database_url)
+
+    try:
+        revision = asyncio.run(migrate())
+    except DatabaseUnavailable as err:
+        print(f"database error: {err}", file=sys.stderr)
+        return EXIT_CONFIG
+    head = " (head)" if revision == head_revision() else ""
+    print(f"database at revision {revision}{head}")
     return 0
 
 

@@ -112,19 +112,7 @@ class Settings:
 
         Raises `ConfigError` naming the first missing or malformed variable and where to get it.
         """
-        if environ is None:
-            env: dict[str, str] = {}
-            if dotenv_path and Path(dotenv_path).is_file():
-                from dotenv import dotenv_values
-
-                env.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
-            env.update(os.environ)
-        else:
-            env = dict(environ)
-
-        def get(name: str) -> str | None:
-            value = env.get(name, "").strip()
-            return value or None
+        get = _reader(environ, dotenv_path)
 
         bot_token = get("SLACK_BOT_TOKEN")
         if bot_token is None:
@@ -166,12 +154,7 @@ class Settings:
         if base_url is not None and not base_url.startswith(("http://", "https://")):
             raise ConfigError("OPENAI_BASE_URL", "must be an http(s) URL such as https://api.openai.com/v1")
 
-        database_url = get("DATABASE_URL") or DEFAULT_DATABASE_URL
-        if not database_url.startswith(("sqlite", "postgresql", "postgres")):
-            raise ConfigError(
-                "DATABASE_URL",
-                "must be a sqlite:///path or postgresql://user@host/db URL",
-            )
+        database_url = _database_url(get)
 
         instructions = DEFAULT_INSTRUCTIONS
         if (text := get("BOT_INSTRUCTIONS")) is not None:
@@ -233,6 +216,44 @@ class Settings:
                 get("RETENTION_SWEEP_S"), "RETENTION_SWEEP_S", DEFAULT_RETENTION_SWEEP_S, low=1, high=7 * 86400
             ),
         )
+
+
+def database_url_from_env(environ: Mapping[str, str] | None = None, *, dotenv_path: str | None = ".env") -> str:
+    """Only `DATABASE_URL` (default: SQLite in the working directory), read and checked as `Settings` does.
+
+    For commands that touch only the database (`python -m bot migrate`) and need no Slack or OpenAI
+    credentials. Raises `ConfigError` when the URL is malformed.
+    """
+    return _database_url(_reader(environ, dotenv_path))
+
+
+def _reader(environ: Mapping[str, str] | None, dotenv_path: str | None) -> Callable[[str], str | None]:
+    """`get(name)`: the stripped value from `environ` (default: `os.environ` over the dotenv file), or None."""
+    if environ is None:
+        env: dict[str, str] = {}
+        if dotenv_path and Path(dotenv_path).is_file():
+            from dotenv import dotenv_values
+
+            env.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+        env.update(os.environ)
+    else:
+        env = dict(environ)
+
+    def get(name: str) -> str | None:
+        value = env.get(name, "").strip()
+        return value or None
+
+    return get
+
+
+def _database_url(get: Callable[[str], str | None]) -> str:
+    database_url = get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    if not database_url.startswith(("sqlite", "postgresql", "postgres")):
+        raise ConfigError(
+            "DATABASE_URL",
+            "must be a sqlite:///path or postgresql://user@host/db URL",
+        )
+    return database_url
 
 
 def _int(raw: str | None, name: str, default: int, *, low: int, high: int) -> int:

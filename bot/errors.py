@@ -3,6 +3,7 @@
     BotError                      (message_key: the i18n key shown in the thread)
     ├── ConfigError               start-up only: names the variable; never reaches Slack
     │   └── ServiceUnreachable    Slack or OpenAI could not be reached at start-up (DNS, refused, proxy)
+    ├── DatabaseUnavailable       start-up only: the database cannot be reached or is newer than the bot
     ├── FileProblem               one file could not be used; the turn goes on without it
     │   ├── FileDownloadFailed
     │   ├── FileTooLarge
@@ -97,6 +98,10 @@ def describe_connection_failure(exc: BaseException) -> str:
         if isinstance(err, TimeoutError) or "Timeout" in type(err).__name__:
             return "timed out"
     return type(exc).__name__
+
+
+class DatabaseUnavailable(BotError):
+    """The database cannot be reached, or records a schema revision this bot does not know."""
 
 
 class FileProblem(BotError):

@@ -144,3 +144,13 @@ def test_bad_governance_values_name_the_variable(override: dict[str, str], varia
     with pytest.raises(ConfigError) as info:
         Settings.from_env({**SOCKET, **override})
     assert info.value.variable == variable
+
+
+def test_the_database_url_alone_needs_no_slack_or_openai_settings() -> None:
+    from bot.config import DEFAULT_DATABASE_URL, database_url_from_env
+
+    assert database_url_from_env({}) == DEFAULT_DATABASE_URL
+    assert database_url_from_env({"DATABASE_URL": " postgresql://bot@db/bot "}) == "postgresql://bot@db/bot"
+    with pytest.raises(ConfigError) as err:
+        database_url_from_env({"DATABASE_URL": "mysql://bot@db/bot"})
+    assert err.value.variable == "DATABASE_URL"

@@ -1,5 +1,6 @@
 """Durable state: sessions, files, turns and their claims, feedback, delivered outputs."""
 
-from bot.store.store import Store, async_database_url, default_owner
+from bot.store.engine import async_database_url
+from bot.store.store import Store, default_owner
 
 __all__ = ["Store", "async_database_url", "default_owner"]

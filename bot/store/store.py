@@ -17,118 +17,21 @@ from typing import Any, ParamSpec, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.domain import Incoming, Session, SlackFile, ThreadFile, ThreadKey, Turn
 from bot.errors import StoreUnavailable
 from bot.store.acceptor import TurnAcceptor
-
-metadata = sa.MetaData()
-
-sessions = sa.Table(
-    "sessions",
-    metadata,
-    sa.Column("team_id", sa.String(32), primary_key=True),
-    sa.Column("channel", sa.String(32), primary_key=True),
-    sa.Column("thread_ts", sa.String(32), primary_key=True),
-    sa.Column("conversation_id", sa.String(128)),
-    sa.Column("container_id", sa.String(128)),
-    sa.Column("root_checked", sa.Boolean, nullable=False, default=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-)
-
-thread_files = sa.Table(
-    "thread_files",
-    metadata,
-    sa.Column("team_id", sa.String(32), primary_key=True),
-    sa.Column("channel", sa.String(32), primary_key=True),
-    sa.Column("thread_ts", sa.String(32), primary_key=True),
-    sa.Column("slack_file_id", sa.String(64), primary_key=True),
-    sa.Column("openai_file_id", sa.String(128), nullable=False),
-    sa.Column("filename", sa.String(512), nullable=False),
-    sa.Column("size_bytes", sa.BigInteger, nullable=False),
-    sa.Column("description", sa.Text, nullable=False, default=""),
-    sa.Column("sha256", sa.String(64), nullable=False, default=""),
-    sa.Column("created_at", sa.Float, nullable=False),
-)
-
-turns = sa.Table(
-    "turns",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("team_id", sa.String(32), nullable=False),
-    sa.Column("channel", sa.String(32), nullable=False),
-    sa.Column("ts", sa.String(32), nullable=False),
-    sa.Column("thread_ts", sa.String(32), nullable=False),
-    sa.Column("user_id", sa.String(32), nullable=False),
-    sa.Column("text", sa.Text, nullable=False),
-    sa.Column("files_json", sa.Text, nullable=False, default="[]"),
-    sa.Column("is_thread_reply", sa.Boolean, nullable=False, default=False),
-    # pending -> running -> done | failed
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False, default=0),
-    # The process that will answer the turn, and until when its claim holds (renewed while it lives).
-    sa.Column("owner", sa.String(128), nullable=False, default=""),
-    sa.Column("lease_until", sa.Float, nullable=False, default=0.0),
-    sa.Column("reply_ts", sa.String(32)),
-    # Every Slack message that carries (part of) the answer, as a JSON list of ts, oldest first.
-    sa.Column("answer_messages", sa.Text),
-    sa.Column("response_id", sa.String(128)),
-    sa.Column("outcome", sa.String(64)),
-    sa.Column("model", sa.String(128)),
-    sa.Column("input_tokens", sa.Integer),
-    sa.Column("output_tokens", sa.Integer),
-    sa.Column("duration_s", sa.Float),
-    sa.Column("created_at", sa.Float, nullable=False),
-    sa.Column("updated_at", sa.Float, nullable=False),
-    sa.UniqueConstraint("team_id", "channel", "ts", name="uq_turns_message"),
-)
-
-delivered_outputs = sa.Table(
-    "delivered_outputs",
-    metadata,
-    sa.Column("container_id", sa.String(128), primary_key=True),
-    sa.Column("file_id", sa.String(128), primary_key=True),
-    sa.Column("created_at", sa.Float, nullable=False),
-)
-
-feedback = sa.Table(
-    "feedback",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("team_id", sa.String(32), nullable=False),
-    sa.Column("channel", sa.String(32), nullable=False),
-    sa.Column("thread_ts", sa.String(32), nullable=False),
-    sa.Column("message_ts", sa.String(32), nullable=False),
-    sa.Column("user_id", sa.String(32), nullable=False),
-    sa.Column("response_id", sa.String(128), nullable=False),
-    sa.Column("rating", sa.String(16), nullable=False),
-    sa.Column("created_at", sa.Float, nullable=False),
-)
-
-# Who may follow up without a mention when FOLLOW_UPS=participants: the session's starter and everyone whose
-# accepted message in the thread mentioned the bot. Written with the message, in the acceptor's transaction.
-session_participants = sa.Table(
-    "session_participants",
-    metadata,
-    sa.Column("team_id", sa.String(32), primary_key=True),
-    sa.Column("channel", sa.String(32), primary_key=True),
-    sa.Column("thread_ts", sa.String(32), primary_key=True),
-    sa.Column("user_id", sa.String(32), primary_key=True),
-)
-
-# "Not enabled for you here" notices already shown, so replicas and restarts do not repeat them. `thread_ts`
-# is the thread root for a refused person's un-mentioned replies (one notice per thread), and the message's
-# own ts for a refused mention or DM (one notice per message, however often Slack delivers it).
-access_notices = sa.Table(
-    "access_notices",
-    metadata,
-    sa.Column("team_id", sa.String(32), primary_key=True),
-    sa.Column("channel", sa.String(32), primary_key=True),
-    sa.Column("thread_ts", sa.String(32), primary_key=True),
-    sa.Column("user_id", sa.String(32), primary_key=True),
-    sa.Column("created_at", sa.Float, nullable=False),
+from bot.store.engine import create_engine
+from bot.store.migrate import upgrade
+from bot.store.tables import (
+    access_notices,
+    delivered_outputs,
+    feedback,
+    session_participants,
+    sessions,
+    thread_files,
+    turns,
 )
 
 UNFINISHED = ("pending", "running")
@@ -159,18 +62,6 @@ def default_owner() -> str:
     which process answers a turn.
     """
     return f"{socket.gethostname() or 'bot'}-{os.getpid()}-{secrets.token_hex(4)}"
-
-
-def async_database_url(url: str) -> str:
-    """Map `sqlite:///x` and `postgresql://…` to the async drivers' URL schemes."""
-    if url.startswith("sqlite+aiosqlite://") or url.startswith("postgresql+asyncpg://"):
-        return url
-    if url.startswith("sqlite://"):
-        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
-    for prefix in ("postgresql://", "postgres://", "postgresql+psycopg2://", "postgresql+psycopg://"):
-        if url.startswith(prefix):
-            return "postgresql+asyncpg://" + url[len(prefix) :]
-    return url
 
 
 class Store:
@@ -209,32 +100,19 @@ class Store:
         lease_s: float = DEFAULT_LEASE_S,
         clock: Callable[[], float] = time.time,
     ) -> Store:
-        """Connect, create missing tables, and return the store.
+        """Connect, bring the schema to the newest revision (see `bot.store.migrate`), return the store.
 
         `owner` names this process in the turns it claims (default: unique per process); `lease_s` is how
         long a claim holds without renewal before another process may take the turn over; `clock` gives
-        the time in seconds (tests move it instead of sleeping).
+        the time in seconds (tests move it instead of sleeping). Raises `DatabaseUnavailable` when the
+        database cannot be reached or was migrated by a newer bot.
         """
-        url = async_database_url(database_url)
-        kwargs: dict[str, Any] = {}
-        if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"timeout": 30}
-        else:
-            # Enough connections for the turns running at once plus the acceptor, without reconnects.
-            kwargs.update(pool_size=20, max_overflow=10, pool_pre_ping=True)
-        engine = create_async_engine(url, **kwargs)
-        if engine.dialect.name == "sqlite":
-
-            @sa.event.listens_for(engine.sync_engine, "connect")
-            def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-                cursor = dbapi_conn.cursor()
-                cursor.execute("PRAGMA journal_mode=WAL")
-                cursor.execute("PRAGMA synchronous=NORMAL")
-                cursor.execute("PRAGMA busy_timeout=30000")
-                cursor.close()
-
-        async with engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+        engine = create_engine(database_url)
+        try:
+            await upgrade(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
         return cls(engine, owner=owner, lease_s=lease_s, clock=clock)
 
     async def close(self) -> None:

@@ -1,0 +1,1 @@
+"""Alembic environment and revisions of the bot's schema; `bot.store.migrate` runs them."""

@@ -1,0 +1,113 @@
+"""The bot's tables (SQLAlchemy Core). Every change here is an Alembic revision in `bot.store.migrations`."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+sessions = sa.Table(
+    "sessions",
+    metadata,
+    sa.Column("team_id", sa.String(32), primary_key=True),
+    sa.Column("channel", sa.String(32), primary_key=True),
+    sa.Column("thread_ts", sa.String(32), primary_key=True),
+    sa.Column("conversation_id", sa.String(128)),
+    sa.Column("container_id", sa.String(128)),
+    sa.Column("root_checked", sa.Boolean, nullable=False, default=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+)
+
+thread_files = sa.Table(
+    "thread_files",
+    metadata,
+    sa.Column("team_id", sa.String(32), primary_key=True),
+    sa.Column("channel", sa.String(32), primary_key=True),
+    sa.Column("thread_ts", sa.String(32), primary_key=True),
+    sa.Column("slack_file_id", sa.String(64), primary_key=True),
+    sa.Column("openai_file_id", sa.String(128), nullable=False),
+    sa.Column("filename", sa.String(512), nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+    sa.Column("description", sa.Text, nullable=False, default=""),
+    sa.Column("sha256", sa.String(64), nullable=False, default=""),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+turns = sa.Table(
+    "turns",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("team_id", sa.String(32), nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("ts", sa.String(32), nullable=False),
+    sa.Column("thread_ts", sa.String(32), nullable=False),
+    sa.Column("user_id", sa.String(32), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("files_json", sa.Text, nullable=False, default="[]"),
+    sa.Column("is_thread_reply", sa.Boolean, nullable=False, default=False),
+    # pending -> running -> done | failed
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    # The process that will answer the turn, and until when its claim holds (renewed while it lives).
+    sa.Column("owner", sa.String(128), nullable=False, default=""),
+    sa.Column("lease_until", sa.Float, nullable=False, default=0.0),
+    sa.Column("reply_ts", sa.String(32)),  # the first of `answer_messages` (kept for older readers)
+    # Every Slack message that carries (part of) the answer, as a JSON list of ts, oldest first.
+    sa.Column("answer_messages", sa.Text),
+    sa.Column("response_id", sa.String(128)),
+    sa.Column("outcome", sa.String(64)),
+    sa.Column("model", sa.String(128)),
+    sa.Column("input_tokens", sa.Integer),
+    sa.Column("output_tokens", sa.Integer),
+    sa.Column("duration_s", sa.Float),
+    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("updated_at", sa.Float, nullable=False),
+    sa.UniqueConstraint("team_id", "channel", "ts", name="uq_turns_message"),
+)
+
+delivered_outputs = sa.Table(
+    "delivered_outputs",
+    metadata,
+    sa.Column("container_id", sa.String(128), primary_key=True),
+    sa.Column("file_id", sa.String(128), primary_key=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("team_id", sa.String(32), nullable=False),
+    sa.Column("channel", sa.String(32), nullable=False),
+    sa.Column("thread_ts", sa.String(32), nullable=False),
+    sa.Column("message_ts", sa.String(32), nullable=False),
+    sa.Column("user_id", sa.String(32), nullable=False),
+    sa.Column("response_id", sa.String(128), nullable=False),
+    sa.Column("rating", sa.String(16), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
+
+# Who may follow up without a mention when FOLLOW_UPS=participants: the session's starter and everyone whose
+# accepted message in the thread mentioned the bot. Written with the message, in the acceptor's transaction.
+session_participants = sa.Table(
+    "session_participants",
+    metadata,
+    sa.Column("team_id", sa.String(32), primary_key=True),
+    sa.Column("channel", sa.String(32), primary_key=True),
+    sa.Column("thread_ts", sa.String(32), primary_key=True),
+    sa.Column("user_id", sa.String(32), primary_key=True),
+)
+
+# "Not enabled for you here" notices already shown, so replicas and restarts do not repeat them. `thread_ts`
+# is the thread root for a refused person's un-mentioned replies (one notice per thread), and the message's
+# own ts for a refused mention or DM (one notice per message, however often Slack delivers it).
+access_notices = sa.Table(
+    "access_notices",
+    metadata,
+    sa.Column("team_id", sa.String(32), primary_key=True),
+    sa.Column("channel", sa.String(32), primary_key=True),
+    sa.Column("thread_ts", sa.String(32), primary_key=True),
+    sa.Column("user_id", sa.String(32), primary_key=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)
