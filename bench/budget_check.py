@@ -25,8 +25,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bot.config import Budgets
+from bot.config import AccessPolicy, Budgets
 from bot.domain import ThreadKey, Turn
+from bot.governance.access import allowed, follow_up_rule, is_question
 from bot.governance.budgets import BudgetGuard
 from bot.store import Store
 from bot.store.store import spend_periods
@@ -109,6 +110,25 @@ async def fill(store: Store, rows: int, rng: random.Random) -> None:
             await conn.execute(sa.text("ANALYZE"))
 
 
+def time_access_decision(checks: int) -> list[float]:
+    """Milliseconds per message for the access decision (question? allowed? follow-up rule?), with a
+    5,000-user allow list: it runs before a message is recorded, so it adds to every turn."""
+    ids = frozenset(f"U{i:08d}" for i in range(5_000))
+    policy = AccessPolicy(
+        teams=frozenset({"T1"}), channels=frozenset({"C1"}), users=ids | {"U1"}, follow_ups="participants"
+    )
+    texts = ["<@UBOT> 지역별 매출 합계를 월별로 보여줘", "thanks 👍", ":+1:", "and by week?" * 50]
+    durations = []
+    for i in range(checks):
+        started = time.perf_counter()
+        if is_question(texts[i % len(texts)], has_files=False) and allowed(
+            policy, team_id="T1", channel="C1", user_id="U1", is_dm=False
+        ):
+            follow_up_rule(policy.follow_ups, is_dm=False)
+        durations.append((time.perf_counter() - started) * 1000)
+    return durations
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
@@ -141,9 +161,10 @@ async def measure(kind: str, rows: int, checks: int) -> None:
                     floor_ms.append(floor)
         finally:
             await store.close()
+    access_ms = time_access_decision(checks)
     print(f"{kind}: {rows:,} turns, {checks} checks (all three budgets set)")
     print("             p50       p99      mean")
-    for label, values in (("budget check", check_ms), ("floor SELECT 1", floor_ms)):
+    for label, values in (("budget check", check_ms), ("floor SELECT 1", floor_ms), ("access check", access_ms)):
         p50, p99, mean = percentile(values, 50), percentile(values, 99), statistics.fmean(values)
         print(f"{label:<14} {p50:6.2f} ms {p99:6.2f} ms {mean:6.2f} ms")
 

@@ -198,7 +198,7 @@ async def build_bot(
     def forget(thread: ThreadKey, lang: Language, addressed: bool) -> None:
         forgets.request(thread, lang, addressed=addressed)
 
-    listeners.register(app, store=db, scheduler=scheduler, notices=notices, forget=forget)
+    listeners.register(app, store=db, scheduler=scheduler, notices=notices, forget=forget, access=settings.access)
     return Bot(
         settings=settings,
         app=app,

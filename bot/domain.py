@@ -110,7 +110,12 @@ class Incoming:
     text: str
     files: tuple[SlackFile, ...]
     is_thread_reply: bool
+    # A mention of the bot, or any message in a DM: it may start a session and makes its author a
+    # participant of the thread's session.
     starts_session: bool
+    is_dm: bool = False
+    # FOLLOW_UPS=participants: accept this (un-mentioned) reply only from a participant of the session.
+    requires_participant: bool = False
 
 
 @dataclass(frozen=True)

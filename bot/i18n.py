@@ -65,6 +65,14 @@ MESSAGES: dict[str, dict[Language, str]] = {
         "en": "This thread's earlier analysis data was deleted on request (forget), so this is a fresh session. "
         "Please share the file again if you need it.",
     },
+    "access.refused": {
+        "ko": "이 봇은 여기에서 사용하실 수 있도록 설정되어 있지 않습니다.",
+        "en": "This bot is not enabled for you here.",
+    },
+    "access.admin_contact": {
+        "ko": "사용하려면 {contact}에 문의해 주세요.",
+        "en": "To ask for access, contact {contact}.",
+    },
     "turn.empty_answer": {
         "ko": "답변이 비어 있습니다. 질문을 조금 바꿔서 다시 보내 주세요.",
         "en": "The answer came back empty. Please rephrase the question and send it again.",

@@ -1,4 +1,6 @@
-"""Slack events -> is it ours? -> a recorded turn handed to the thread's queue. No API calls here.
+"""Slack events -> is it ours? -> may this person ask? -> a recorded turn handed to the thread's queue.
+
+No API calls here: a refused person's "not enabled for you here" is posted on a background task.
 
 Both `app_mention` and `message` events arrive for a mention in a channel; the store records each
 (team, channel, ts) once, so the first delivery wins and the rest (and Slack's retries) are dropped.
@@ -11,13 +13,16 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
 from slack_bolt.context.async_context import AsyncBoltContext
 
+from bot.config import AccessPolicy
 from bot.domain import Incoming, SlackFile, ThreadKey, mentions, strip_mentions
+from bot.governance.access import FollowUp, allowed, follow_up_rule, is_question
 from bot.i18n import Language, detect_language, t
 from bot.slack.notices import ThreadNotices
 from bot.slack.reply import FEEDBACK_ACTION_ID
@@ -72,6 +77,7 @@ def classify(event: dict[str, Any], *, team_id: str, bot_user_id: str | None) ->
         files=tuple(SlackFile.from_slack(f) for f in event.get("files") or [] if f.get("id")),
         is_thread_reply=is_reply,
         starts_session=is_dm or addressed,
+        is_dm=is_dm,
     )
 
 
@@ -91,6 +97,15 @@ def is_forget_request(incoming: Incoming) -> bool:
 ForgetRequest = Callable[[ThreadKey, Language, bool], None]
 
 
+def refusal_text(incoming: Incoming, policy: AccessPolicy) -> str:
+    """The "not enabled for you here" notice in the message's language, with `ADMIN_CONTACT` when set."""
+    lang = detect_language(incoming.text)
+    text = t("access.refused", lang)
+    if policy.admin_contact:
+        text += " " + t("access.admin_contact", lang, contact=policy.admin_contact)
+    return text
+
+
 def register(
     app: AsyncApp,
     *,
@@ -98,8 +113,10 @@ def register(
     scheduler: TurnScheduler,
     notices: ThreadNotices,
     forget: ForgetRequest | None = None,
+    access: AccessPolicy | None = None,
 ) -> None:
-    """All of the bot's Slack entry points."""
+    """All of the bot's Slack entry points; `access` (default: everyone, any follow-up) decides who may ask."""
+    policy = access or AccessPolicy()
     handled_stops: OrderedDict[tuple[str, str, str], None] = OrderedDict()
 
     def first_delivery(incoming: Incoming) -> bool:
@@ -122,10 +139,35 @@ def register(
         log.info("stop requested in %s, nothing running", incoming.thread)
         notices.post(incoming.thread, t("turn.nothing_to_stop", detect_language(incoming.text)))
 
+    async def on_refused(incoming: Incoming) -> None:
+        """One ephemeral notice: per message for a mention or DM, per thread for un-mentioned replies."""
+        thread = incoming.thread
+        if incoming.starts_session:
+            key, only_in_session = ThreadKey(thread.team_id, thread.channel, incoming.ts), False
+        else:
+            key, only_in_session = thread, True
+        if not await store.claim_access_notice(key, incoming.user_id, only_in_session=only_in_session):
+            return  # told before, or a reply in a thread that is not the bot's
+        log.info("refused %s in %s (not enabled for them there)", incoming.user_id, thread.channel)
+        notices.post_ephemeral(
+            channel=thread.channel,
+            user_id=incoming.user_id,
+            text=refusal_text(incoming, policy),
+            thread_ts=thread.thread_ts if incoming.is_thread_reply else None,
+        )
+
     async def on_user_message(event: dict[str, Any], context: AsyncBoltContext, body: dict[str, Any]) -> None:
         team_id = context.team_id or body.get("team_id") or event.get("team") or ""
         incoming = classify(event, team_id=team_id, bot_user_id=context.bot_user_id)
         if incoming is None:
+            return
+        if not is_question(incoming.text, has_files=bool(incoming.files)):
+            return  # "thanks", "👍", "k": nothing to answer, nothing to spend
+        thread = incoming.thread
+        if not allowed(
+            policy, team_id=thread.team_id, channel=thread.channel, user_id=incoming.user_id, is_dm=incoming.is_dm
+        ):
+            await on_refused(incoming)
             return
         if is_stop_request(incoming):
             await on_stop(incoming)
@@ -135,6 +177,12 @@ def register(
                 log.info("forget requested in %s", incoming.thread)
                 forget(incoming.thread, detect_language(incoming.text), incoming.starts_session)
             return
+        if not incoming.starts_session:
+            rule = follow_up_rule(policy.follow_ups, is_dm=incoming.is_dm)
+            if rule is FollowUp.IGNORE:
+                return  # FOLLOW_UPS=mention: a reply without a mention is not addressed to the bot
+            if rule is FollowUp.IF_PARTICIPANT:
+                incoming = replace(incoming, requires_participant=True)
         turn = await store.accept_message(incoming)
         if turn is None:
             log.debug("ignored duplicate or session-less message %s in %s", incoming.ts, incoming.thread)

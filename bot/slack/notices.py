@@ -1,4 +1,5 @@
-"""Short replies that belong to no turn (e.g. "nothing is running" after a `stop`), sent in the background.
+"""Short replies that belong to no turn (e.g. "nothing is running" after a `stop`, or "not enabled for you
+here" shown to one person), sent in the background.
 
 Why a background task and not the listener or a turn: a listener must acknowledge Slack fast and does no
 HTTP itself (with `process_before_response=True` the ack waits for it, and a rate-limited post could
@@ -39,6 +40,25 @@ class ThreadNotices:
             await self._client.chat_postMessage(channel=thread.channel, thread_ts=thread.thread_ts, markdown_text=text)
         except SlackApiError as exc:
             log.warning("notice in %s not posted: %s", thread, exc.response.get("error"))
+
+    def post_ephemeral(self, *, channel: str, user_id: str, text: str, thread_ts: str | None = None) -> None:
+        """Show `text` to `user_id` only (`chat.postEphemeral`), in `thread_ts` when given; returns at once.
+
+        Failures (e.g. `user_not_in_channel`) are only logged.
+        """
+        task = asyncio.create_task(
+            self._post_ephemeral(channel=channel, user_id=user_id, text=text, thread_ts=thread_ts),
+            name=f"ephemeral-{channel}-{user_id}",
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _post_ephemeral(self, *, channel: str, user_id: str, text: str, thread_ts: str | None) -> None:
+        try:
+            # `text`, not `markdown_text`: the method documents only text/blocks (mrkdwn renders in `text`).
+            await self._client.chat_postEphemeral(channel=channel, user=user_id, text=text, thread_ts=thread_ts)
+        except SlackApiError as exc:
+            log.warning("ephemeral notice to %s in %s not posted: %s", user_id, channel, exc.response.get("error"))
 
     async def close(self, *, grace_s: float = 2.0) -> None:
         """Let notices in flight finish for `grace_s`, then cancel the rest."""

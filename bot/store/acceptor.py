@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.domain import Incoming, ThreadKey, Turn
 
@@ -40,6 +40,7 @@ class TurnAcceptor:
         *,
         sessions: sa.Table,
         turns: sa.Table,
+        participants: sa.Table,
         insert: Any,
         owner: str,
         lease_s: float,
@@ -54,7 +55,9 @@ class TurnAcceptor:
         self._lease_s = lease_s
         self._sessions = sessions
         self._turns = turns
+        self._participants = participants
         self._insert_session = insert(sessions).on_conflict_do_nothing()
+        self._insert_participant = insert(participants).on_conflict_do_nothing()
         self._insert_turn = (
             insert(turns).on_conflict_do_nothing().returning(turns.c.id, turns.c.team_id, turns.c.channel, turns.c.ts)
         )
@@ -173,8 +176,19 @@ class TurnAcceptor:
                     ],
                 )
             ours = [m for m in messages if m.thread in known]
+            if any(m.requires_participant for m in ours):
+                ours = await self._from_participants(conn, ours)
             if not ours:
                 return {}
+            speakers = {(m.thread, m.user_id) for m in ours if m.starts_session}
+            if speakers:
+                await conn.execute(
+                    self._insert_participant,
+                    [
+                        {"team_id": t.team_id, "channel": t.channel, "thread_ts": t.thread_ts, "user_id": user}
+                        for t, user in sorted(speakers)
+                    ],
+                )
             result = await conn.execute(
                 self._insert_turn,
                 [
@@ -211,6 +225,24 @@ class TurnAcceptor:
             for m in ours
             if (key := _key(m)) in ids
         }
+
+    async def _from_participants(self, conn: AsyncConnection, messages: list[Incoming]) -> list[Incoming]:
+        """`messages` without those that `requires_participant` from someone who is not a participant.
+
+        A participant is in the table, or mentions the bot in the same batch (their mention and a quick
+        follow-up may be committed together).
+        """
+        asking = {(m.thread, m.user_id) for m in messages if m.requires_participant}
+        p = self._participants
+        columns = (p.c.team_id, p.c.channel, p.c.thread_ts, p.c.user_id)
+        result = await conn.execute(
+            sa.select(*columns).where(
+                sa.tuple_(*columns).in_([(t.team_id, t.channel, t.thread_ts, user) for t, user in asking])
+            )
+        )
+        participants = {(ThreadKey(r.team_id, r.channel, r.thread_ts), str(r.user_id)) for r in result}
+        participants |= {(m.thread, m.user_id) for m in messages if m.starts_session}
+        return [m for m in messages if not m.requires_participant or (m.thread, m.user_id) in participants]
 
 
 def _key(incoming: Incoming) -> MessageKey:

@@ -26,7 +26,16 @@ from bot.store.acceptor import TurnAcceptor
 from bot.store.engine import create_engine
 from bot.store.migrate import upgrade
 from bot.store.retention import RetentionStore, tombstoned_threads_query
-from bot.store.tables import delivered_outputs, feedback, sessions, spend_totals, thread_files, turns
+from bot.store.tables import (
+    access_notices,
+    delivered_outputs,
+    feedback,
+    session_participants,
+    sessions,
+    spend_totals,
+    thread_files,
+    turns,
+)
 
 UNFINISHED = ("pending", "running")
 DEFAULT_LEASE_S = 60.0
@@ -84,6 +93,7 @@ class Store:
             engine,
             sessions=sessions,
             turns=turns,
+            participants=session_participants,
             insert=self._insert,
             owner=self.owner,
             lease_s=lease_s,
@@ -137,12 +147,44 @@ class Store:
     async def accept_message(self, incoming: Incoming) -> Turn | None:
         """Record a user message as a pending turn, exactly once, durably before returning.
 
-        A message that `starts_session` creates the thread's session if missing; any other message is
-        only accepted when the thread already has a session. Returns the new turn, or None when the
-        message is not ours or was already recorded (a duplicate delivery). Concurrent calls are
-        committed together (see `bot.store.acceptor`).
+        A message that `starts_session` creates the thread's session if missing and makes its author a
+        participant of the session; any other message is only accepted when the thread already has a
+        session (and, if it `requires_participant`, when its author is a participant). Returns the new
+        turn, or None when the message is not ours or was already recorded (a duplicate delivery).
+        Concurrent calls are committed together (see `bot.store.acceptor`).
         """
         return await self._acceptor.accept(incoming)
+
+    @_database_errors_as_ours
+    async def claim_access_notice(self, key: ThreadKey, user_id: str, *, only_in_session: bool) -> bool:
+        """Record that `user_id` was told "not enabled for you here" for `key`; True only the first time.
+
+        `key` is the thread (for un-mentioned replies) or the refused message's own ts (for a mention or a
+        DM). With `only_in_session` nothing is recorded, and False returned, unless the bot has a session in
+        that thread: a reply elsewhere was not addressed to the bot.
+        """
+        async with self._engine.begin() as conn:
+            if only_in_session and await self._session_row(conn, key) is None:
+                return False
+            result = await conn.execute(
+                self._insert(access_notices).on_conflict_do_nothing().returning(access_notices.c.user_id),
+                {
+                    "team_id": key.team_id,
+                    "channel": key.channel,
+                    "thread_ts": key.thread_ts,
+                    "user_id": user_id,
+                    "created_at": self._clock(),
+                },
+            )
+            return result.first() is not None
+
+    async def participants(self, thread: ThreadKey) -> set[str]:
+        """User ids that may follow up in `thread` without a mention when FOLLOW_UPS=participants."""
+        async with self._engine.connect() as conn:
+            result = await conn.execute(
+                sa.select(session_participants.c.user_id).where(*_thread_where(session_participants, thread))
+            )
+            return {str(row.user_id) for row in result}
 
     async def _session_row(self, conn: AsyncConnection, thread: ThreadKey) -> sa.Row[Any] | None:
         result = await conn.execute(sa.select(sessions).where(*_thread_where(sessions, thread)))

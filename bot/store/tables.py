@@ -145,3 +145,27 @@ openai_deletions = sa.Table(
 
 # The retention sweep looks for each idle session's latest turn.
 sa.Index("ix_turns_thread", turns.c.team_id, turns.c.channel, turns.c.thread_ts)
+
+# Who may follow up without a mention when FOLLOW_UPS=participants: the session's starter and everyone whose
+# accepted message in the thread mentioned the bot. Written with the message, in the acceptor's transaction.
+session_participants = sa.Table(
+    "session_participants",
+    metadata,
+    sa.Column("team_id", sa.String(32), primary_key=True),
+    sa.Column("channel", sa.String(32), primary_key=True),
+    sa.Column("thread_ts", sa.String(32), primary_key=True),
+    sa.Column("user_id", sa.String(32), primary_key=True),
+)
+
+# "Not enabled for you here" notices already shown, so replicas and restarts do not repeat them. `thread_ts`
+# is the thread root for a refused person's un-mentioned replies (one notice per thread), and the message's
+# own ts for a refused mention or DM (one notice per message, however often Slack delivers it).
+access_notices = sa.Table(
+    "access_notices",
+    metadata,
+    sa.Column("team_id", sa.String(32), primary_key=True),
+    sa.Column("channel", sa.String(32), primary_key=True),
+    sa.Column("thread_ts", sa.String(32), primary_key=True),
+    sa.Column("user_id", sa.String(32), primary_key=True),
+    sa.Column("created_at", sa.Float, nullable=False),
+)

@@ -16,6 +16,9 @@ so a bug shows up here rather than in production. Deliberate choices (see each m
   stops) through whichever transport is active, so self-event filtering is exercised.
 - Socket Mode retries use a new `envelope_id` with the same payload (same `event_id`), `retry_attempt` + 1.
 - Missing required arguments answer the generic `invalid_arguments` (with `response_metadata.messages`).
+- `chat.postEphemeral` messages are seen by one user only: they are in `ephemerals(user)`, never in `thread()`,
+  `channel_root_messages()`, history or events. The user must be a member (`user_not_in_channel`);
+  `markdown_text` is refused there, as the reference lists only `text`/`blocks` for the method.
 """
 
 from __future__ import annotations
@@ -119,10 +122,23 @@ class VisibleMessage:
 
 
 @dataclass
+class Ephemeral:
+    """A `chat.postEphemeral` message: only `user` sees it, and only until they reload."""
+
+    channel: str
+    user: str
+    text: str
+    blocks: list[dict[str, Any]]
+    thread_ts: str | None
+    message_ts: str
+
+
+@dataclass
 class _Channel:
     id: str
     is_im: bool
     bot_is_member: bool
+    members: frozenset[str] | None = None  # None: every user of the workspace (a public channel)
 
     @property
     def type(self) -> str:
@@ -286,8 +302,9 @@ class FakeSlack:
         self._seq = {"ts": 0, "event": 0, "file": 0}
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._ephemerals: list[Ephemeral] = []
         self.add_channel("C1")
-        self.add_channel("D1", is_im=True)
+        self.add_channel("D1", is_im=True, members={"U1"})
         self.add_user("U1", name="user1", locale="ko-KR", tz="Asia/Seoul")
         self.add_user("U2", name="user2", locale="en-US", tz="America/Los_Angeles")
         self.add_user(bot_user_id, name="csv-analyst", is_bot=True)
@@ -330,11 +347,20 @@ class FakeSlack:
         await self.close()
 
     # ------------------------------------------------------------------ workspace setup
-    def add_channel(self, channel_id: str, *, is_im: bool = False, bot_is_member: bool = True) -> None:
+    def add_channel(
+        self,
+        channel_id: str,
+        *,
+        is_im: bool = False,
+        bot_is_member: bool = True,
+        members: set[str] | None = None,
+    ) -> None:
         """Create a conversation. IDs starting with D are DMs, G private channels, else public channels.
-        Without membership the bot gets `not_in_channel` and no events from it, like real Slack."""
+        Without membership the bot gets `not_in_channel` and no events from it, like real Slack.
+        `members` (default: every user) decides who may receive an ephemeral message there."""
         is_im = is_im or channel_id.startswith("D")
-        self._channels[channel_id] = _Channel(channel_id, is_im, bot_is_member or is_im)
+        people = frozenset(members) if members is not None else None
+        self._channels[channel_id] = _Channel(channel_id, is_im, bot_is_member or is_im, people)
         self._messages.setdefault(channel_id, [])
 
     def add_user(
@@ -466,6 +492,14 @@ class FakeSlack:
     def channel_root_messages(self, channel: str) -> list[VisibleMessage]:
         """What the channel itself shows, oldest first: top-level messages plus broadcast thread replies."""
         return [self._visible(m) for m in self._messages.get(channel, []) if m.in_channel]
+
+    def ephemerals(self, user: str | None = None, *, channel: str | None = None) -> list[Ephemeral]:
+        """Ephemeral messages the bot showed, oldest first; only `user`'s (in `channel`) when given."""
+        return [
+            e
+            for e in self._ephemerals
+            if (user is None or e.user == user) and (channel is None or e.channel == channel)
+        ]
 
     def status(self, channel: str, thread_ts: str) -> str:
         """The assistant.threads.setStatus text showing in that thread ("" if none or cleared)."""
@@ -865,6 +899,26 @@ class FakeSlack:
         broadcast = thread_ts and str(p.get("reply_broadcast", "")).lower() in ("1", "true")
         msg = self._bot_post(ch, text, blocks, thread_ts, subtype="thread_broadcast" if broadcast else None)
         return {"channel": ch.id, "ts": msg.ts, "message": self._api_message(msg)}
+
+    def _m_chat_postEphemeral(self, p: dict[str, Any]) -> dict[str, Any]:
+        """Shown to `user` only and not stored in the conversation: `ephemerals()` has it, `thread()` never.
+        The user must be in the channel (`user_not_in_channel`); `thread_ts` must be a root; `text`/`blocks`
+        only (no `markdown_text` in the reference for this method)."""
+        ch = self._writable(p.get("channel"))
+        user = str(p.get("user") or "")
+        if not user:
+            raise _SlackError.invalid("missing required field: user")
+        if user not in self._users or (ch.members is not None and user not in ch.members):
+            raise _SlackError("user_not_in_channel")
+        if p.get("markdown_text") is not None:
+            raise _SlackError.invalid("markdown_text is not supported by chat.postEphemeral")
+        text, blocks = self._content(p, truncate=True)
+        thread_ts = p.get("thread_ts") or None
+        if thread_ts:
+            self._thread_root(ch.id, thread_ts)
+        ts = self._next_ts()
+        self._ephemerals.append(Ephemeral(ch.id, user, text, blocks, thread_ts, ts))
+        return {"message_ts": ts}
 
     def _m_chat_update(self, p: dict[str, Any]) -> dict[str, Any]:
         """Only the bot's own messages (`cant_update_message`); a live stream -> `streaming_state_conflict`."""

@@ -139,6 +139,37 @@ async def test_post_message_threads_and_errors(slack: FakeSlack, client: AsyncWe
         await slack.user_posts(channel="C1", text="nobody listens")
 
 
+async def test_post_ephemeral_is_seen_by_one_user_only(slack: FakeSlack, client: AsyncWebClient) -> None:
+    root = await slack.user_posts(channel="C1", text="hello", deliver=False)
+    resp = await client.chat_postEphemeral(channel="C1", user="U2", text="only you", thread_ts=root["ts"])
+    assert resp["message_ts"]
+    await client.chat_postEphemeral(channel="D1", user="U1", text="in the DM")
+    assert [(e.channel, e.text, e.thread_ts) for e in slack.ephemerals("U2")] == [("C1", "only you", root["ts"])]
+    assert [e.text for e in slack.ephemerals("U1", channel="D1")] == ["in the DM"]
+    assert [m.text for m in slack.thread("C1", root["ts"])] == ["hello"], "nobody else sees it in the thread"
+    assert [m.text for m in slack.channel_root_messages("C1")] == ["hello"]
+    assert [m["text"] for m in (await client.conversations_replies(channel="C1", ts=root["ts"]))["messages"]] == [
+        "hello"
+    ]
+    assert not [e for e in slack.events if e["event"].get("bot_id")], "no message event for an ephemeral"
+
+    slack.add_channel("C2", bot_is_member=False)
+    slack.add_channel("G3", members={"U1"})
+    cases = [
+        ({"channel": "C404", "user": "U1", "text": "x"}, "channel_not_found"),
+        ({"channel": "C2", "user": "U1", "text": "x"}, "not_in_channel"),
+        ({"channel": "G3", "user": "U2", "text": "x"}, "user_not_in_channel"),
+        ({"channel": "D1", "user": "U2", "text": "x"}, "user_not_in_channel"),
+        ({"channel": "C1", "user": "U404", "text": "x"}, "user_not_in_channel"),
+        ({"channel": "C1", "user": "U1"}, "no_text"),
+        ({"channel": "C1", "user": "U1", "markdown_text": "**x**"}, "invalid_arguments"),
+        ({"channel": "C1", "user": "U1", "text": "x", "thread_ts": "1.000000"}, "thread_not_found"),
+    ]
+    for kwargs, error in cases:
+        assert (await api_error(client.api_call("chat.postEphemeral", json=kwargs))).response["error"] == error, kwargs
+    assert len(slack.ephemerals()) == 2
+
+
 async def test_chat_update_only_own_messages(slack: FakeSlack, client: AsyncWebClient) -> None:
     root = await slack.user_posts(channel="C1", text="hi", deliver=False)
     own = await client.chat_postMessage(channel="C1", thread_ts=root["ts"], text="draft")

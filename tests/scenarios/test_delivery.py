@@ -90,7 +90,7 @@ async def test_generated_files_are_uploaded_once_in_order_and_links_replaced(
         csv_file = slack.add_file(name="sales.csv", content=b"m,v\n1,2\n")
         ts = str((await slack.user_posts(channel="C1", text="<@UBOT> 차트", files=[csv_file]))["ts"])
         await slack.wait_for(lambda: slack.status("C1", ts) == "" and len(slack.calls_to("chat.stopStream")) == 1)
-        await slack.user_posts(channel="C1", text="고마워", thread_ts=ts)
+        await slack.user_posts(channel="C1", text="요약표를 다시 설명해줘", thread_ts=ts)
         await slack.wait_for(lambda: len(slack.calls_to("chat.stopStream")) == 2)
     names = [f["name"] for m in bot_replies(slack, "C1", ts) for f in m.files]
     assert names[:2] == ["revenue.png", "summary.csv"], "cited files first, in the order of the answer"
