@@ -91,6 +91,10 @@ def is_forget_request(incoming: Incoming) -> bool:
 ForgetRequest = Callable[[ThreadKey, Language, bool], None]
 
 
+# uninstalled(team_id, why): starts deleting a workspace's installation and data and returns at once.
+UninstallRequest = Callable[[str, str], None]
+
+
 def register(
     app: AsyncApp,
     *,
@@ -98,6 +102,7 @@ def register(
     scheduler: TurnScheduler,
     notices: ThreadNotices,
     forget: ForgetRequest | None = None,
+    uninstalled: UninstallRequest | None = None,
 ) -> None:
     """All of the bot's Slack entry points."""
     handled_stops: OrderedDict[tuple[str, str, str], None] = OrderedDict()
@@ -164,6 +169,18 @@ def register(
             log.info("feedback %s on %s", rating, response_id)
         await ack()
 
+    async def on_app_uninstalled(body: dict[str, Any]) -> None:
+        if uninstalled is not None and (team_id := body.get("team_id")):
+            uninstalled(str(team_id), "app_uninstalled")
+
+    async def on_tokens_revoked(event: dict[str, Any], body: dict[str, Any]) -> None:
+        # Only the bot's token matters: user tokens (`tokens.oauth`) are not used by the bot.
+        bots = (event.get("tokens") or {}).get("bot") or []
+        if uninstalled is not None and bots and (team_id := body.get("team_id")):
+            uninstalled(str(team_id), "tokens_revoked")
+
+    app.event("app_uninstalled")(on_app_uninstalled)
+    app.event("tokens_revoked")(on_tokens_revoked)
     app.event("app_mention")(on_user_message)
     app.event("message")(on_user_message)
     app.action(FEEDBACK_ACTION_ID)(on_feedback)

@@ -14,9 +14,9 @@ import contextlib
 import logging
 
 from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.domain import ThreadKey
+from bot.slack.clients import SlackClients
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 class ThreadNotices:
     """Posts one-line notices in threads on tasks it owns."""
 
-    def __init__(self, client: AsyncWebClient) -> None:
-        self._client = client
+    def __init__(self, clients: SlackClients) -> None:
+        self._clients = clients
         self._tasks: set[asyncio.Task[None]] = set()
 
     def post(self, thread: ThreadKey, text: str) -> None:
@@ -35,8 +35,12 @@ class ThreadNotices:
         task.add_done_callback(self._tasks.discard)
 
     async def _post(self, thread: ThreadKey, text: str) -> None:
+        client = await self._clients.for_team(thread.team_id)
+        if client is None:
+            log.warning("notice in %s not posted: the app is not installed in workspace %s", thread, thread.team_id)
+            return
         try:
-            await self._client.chat_postMessage(channel=thread.channel, thread_ts=thread.thread_ts, markdown_text=text)
+            await client.chat_postMessage(channel=thread.channel, thread_ts=thread.thread_ts, markdown_text=text)
         except SlackApiError as exc:
             log.warning("notice in %s not posted: %s", thread, exc.response.get("error"))
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
+from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 
 metadata = sa.MetaData()
 
@@ -145,3 +147,10 @@ openai_deletions = sa.Table(
 
 # The retention sweep looks for each idle session's latest turn.
 sa.Index("ix_turns_thread", turns.c.team_id, turns.c.channel, turns.c.thread_ts)
+
+# Slack installations and OAuth states, for installing in many workspaces (`bot.slack.oauth`): the tables
+# slack_sdk's `AsyncSQLAlchemyInstallationStore` and `AsyncSQLAlchemyOAuthStateStore` read and write, built
+# by their own builders so the shapes cannot drift apart (revision 0005 creates them).
+slack_installations = SQLAlchemyInstallationStore.build_installations_table(metadata, "slack_installations")
+slack_bots = SQLAlchemyInstallationStore.build_bots_table(metadata, "slack_bots")
+slack_oauth_states = SQLAlchemyOAuthStateStore.build_oauth_states_table(metadata, "slack_oauth_states")
