@@ -249,7 +249,11 @@ def _authorization(
 
         return {"authorize": authorize}
     assert installations is not None
-    return {"oauth_settings": oauth_settings(settings.oauth, installations=installations, engine=db.engine)}
+    return {
+        "oauth_settings": oauth_settings(
+            settings.oauth, installations=installations, engine=db.engine, slack_api_url=settings.slack_api_url
+        )
+    }
 
 
 def http_app(bot: Bot) -> web.Application:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urljoin
 
 import sqlalchemy as sa
 from slack_bolt.authorization import AuthorizeResult
@@ -111,9 +112,17 @@ class _LoggedAuthorize(AsyncInstallationStoreAuthorize):
         return result
 
 
-def oauth_settings(oauth: OAuth, *, installations: Installations, engine: AsyncEngine) -> AsyncOAuthSettings:
+def authorization_url(slack_api_url: str) -> str:
+    """Slack's consent page on the host of its Web API: https://slack.com/api/ -> https://slack.com/oauth/v2/authorize."""
+    return urljoin(slack_api_url, "../oauth/v2/authorize")
+
+
+def oauth_settings(
+    oauth: OAuth, *, installations: Installations, engine: AsyncEngine, slack_api_url: str
+) -> AsyncOAuthSettings:
     """Bolt's settings: `/slack/install` and `/slack/oauth_redirect`, on our database."""
     settings = AsyncOAuthSettings(
+        authorization_url=authorization_url(slack_api_url),
         client_id=oauth.client_id,
         client_secret=oauth.client_secret,
         scopes=list(oauth.scopes),
