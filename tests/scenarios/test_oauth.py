@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 import sqlalchemy as sa
 
+from bot.domain import Incoming, ThreadKey
 from bot.store.tables import sessions, slack_bots, slack_installations, slack_oauth_states, thread_tombstones
 from tests.conftest import RunningBot, answer_texts, free_port, run_bot
 from tests.fakes.openai_fake import FakeOpenAI
@@ -201,3 +202,34 @@ async def test_uninstall_forgets_that_workspace_and_leaves_the_other(
         await slack.wait_delivered()
         assert again["ts"]
     assert len(oai.requests_to("POST", "/v1/responses")) == 3, "nothing was asked for T2 after the uninstall"
+
+
+async def test_a_turn_left_from_an_uninstalled_workspace_is_dropped(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    """A turn accepted before its workspace uninstalled (e.g. resumed after a restart) has no token to answer with."""
+    async with oauth_bot(slack, oai, sqlite_url) as running:
+        thread = ThreadKey("T3", "C3", "1700000000.000100")
+        incoming = Incoming(thread, thread.thread_ts, "U9", "<@UBOT3> rows?", (), False, True)
+        turn = await running.bot.store.accept_message(incoming)
+        assert turn is not None
+        running.bot.scheduler.submit(turn)
+        await slack.wait_for(lambda: not running.bot.scheduler.held_turn_ids())
+        assert await running.bot.store.turn_status(turn.id) == "failed"
+    assert not oai.requests_to("POST", "/v1/responses")
+    assert not [c for c in slack.calls if c.method != "auth.test"]
+
+
+async def test_single_workspace_uninstall_forgets_its_threads(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    async with run_bot(slack, oai, sqlite_url) as running:
+        first = await slack.user_posts(channel="C1", text="<@UBOT> rows?")
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", first["ts"])) == 1)
+        await slack.uninstall("T1")
+        await slack.wait_delivered()
+        await running.bot.uninstalls.wait_idle()
+        assert running.bot.installations is None
+        assert await count(running, sessions) == 0
+        assert await count(running, thread_tombstones) == 1
+    assert oai.requests_to("DELETE", "/v1/conversations/")
