@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import openai
@@ -34,7 +35,9 @@ from bot.governance.pricing import Pricing
 from bot.governance.retention import Forgetter, RetentionSweeper
 from bot.i18n import Language
 from bot.slack import listeners
+from bot.slack.clients import SlackClients
 from bot.slack.notices import ThreadNotices
+from bot.slack.oauth import Installations, Uninstalls, installation_store, oauth_settings
 from bot.slack.startup import BotIdentity, socket_mode_url
 from bot.store import Store
 from bot.store.usage import UsageLedger
@@ -50,15 +53,15 @@ SHUTDOWN_GRACE_S = 7.0
 
 
 def build_slack_client(
-    settings: Settings, *, session: aiohttp.ClientSession | None = None, with_token: bool = True
+    settings: Settings, *, session: aiohttp.ClientSession | None = None, token: str | None = None
 ) -> AsyncWebClient:
-    """A Web API client that waits out rate limits and retries transient failures.
+    """A Web API client sending `token` that waits out rate limits and retries transient failures.
 
     With `session` all calls share its connection pool (without one, slack_sdk opens a new
     connection, and TLS handshake, for every call).
     """
     return AsyncWebClient(
-        token=settings.slack_bot_token if with_token else None,
+        token=token,
         base_url=settings.slack_api_url,
         session=session,
         retry_handlers=[
@@ -87,12 +90,14 @@ class Bot:
     store: Store
     scheduler: TurnScheduler
     openai_client: openai.AsyncOpenAI
-    slack_client: AsyncWebClient
+    slack_clients: SlackClients
     http: aiohttp.ClientSession
-    identity: BotIdentity
+    identity: BotIdentity | None  # None in OAuth mode: every workspace has its own token
     notices: ThreadNotices
     forgets: ThreadForget
     sweeper: RetentionSweeper
+    uninstalls: Uninstalls
+    installations: Installations | None = None
 
     async def resume_unfinished(self) -> int:
         """Claim and queue the unfinished turns that no live process holds; returns how many.
@@ -133,6 +138,7 @@ class Bot:
         """
         await self.scheduler.close(grace_s=grace_s)
         await self.forgets.close(grace_s=min(grace_s, 2.0))
+        await self.uninstalls.close(grace_s=min(grace_s, 2.0))
         await self.notices.close()
         with contextlib.suppress(Exception):
             await self.store.release_leases()
@@ -148,24 +154,33 @@ async def build_bot(
     openai_client: openai.AsyncOpenAI | None = None,
     store: Store | None = None,
 ) -> Bot:
-    """Wire a bot from `settings`; tests pass clients aimed at the loopback fakes."""
+    """Wire a bot from `settings`; tests pass clients aimed at the loopback fakes.
+
+    With `settings.oauth` the app runs Bolt's OAuth flow and each workspace is answered with the token of its
+    installation (`slack_client` is then unused); otherwise with the one bot token.
+    """
     # The schema is upgraded here, before anything can take an event (and before anything needs closing).
     db = store or await Store.open(settings.database_url, owner=settings.instance_id, lease_s=settings.turn_lease_s)
     # One connection pool for Slack's Web API and its file downloads.
     http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60))
-    slack = slack_client or build_slack_client(settings, session=http)
     oai = openai_client or build_openai_client(settings)
     workspace = Workspace(oai, memory_limit=settings.container_memory_limit)
-    intake = Intake(
-        slack=slack,
-        workspace=workspace,
-        bot_token=settings.slack_bot_token,
-        size_limit_bytes=settings.file_size_limit_bytes,
-        http=http,
-    )
+    installations: Installations | None = None
+    identity: BotIdentity | None = None
+    if settings.oauth is None:
+        slack = slack_client or build_slack_client(settings, session=http, token=settings.slack_bot_token)
+        clients = SlackClients.single(slack)
+        identity = BotIdentity(slack)
+    else:
+        installations = installation_store(db.engine, client_id=settings.oauth.client_id)
+        clients = SlackClients(
+            lookup=installations.bot_token,
+            make_client=lambda token: build_slack_client(settings, session=http, token=token),
+        )
+    intake = Intake(workspace=workspace, size_limit_bytes=settings.file_size_limit_bytes, http=http)
     conductor = Conductor(
         store=db,
-        slack=slack,
+        slack=clients,
         workspace=workspace,
         runner=TurnRunner(oai, model=settings.openai_model, instructions=settings.instructions),
         intake=intake,
@@ -174,16 +189,10 @@ async def build_bot(
         budgets=BudgetGuard(settings.budgets, spending=UsageLedger(db.engine)),
     )
     scheduler = TurnScheduler(conductor.run, max_concurrent=settings.max_concurrent_turns)
-    identity = BotIdentity(slack)
-
-    # A plain function: Bolt passes arguments by their names (and would pass a method its `self`).
-    async def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
-        return await identity.result()
-
     app = AsyncApp(
         # Bolt copies this client per request and gives it the token from `authorize`.
-        client=build_slack_client(settings, session=http, with_token=False),
-        authorize=authorize,
+        client=build_slack_client(settings, session=http),
+        **_authorization(settings, identity, installations, db),
         signing_secret=settings.slack_signing_secret or "",
         request_verification_enabled=not settings.socket_mode,
         process_before_response=True,
@@ -191,33 +200,71 @@ async def build_bot(
         # saves work on every event.
         attaching_conversation_kwargs_enabled=False,
     )
-    notices = ThreadNotices(slack)
+    notices = ThreadNotices(clients)
     forgetter = Forgetter(store=db.retention, workspace=workspace)
     forgets = ThreadForget(forgetter=forgetter, scheduler=scheduler, notices=notices)
+
+    async def delete_installation(team_id: str) -> None:
+        if installations is not None:
+            clients.forget_token(await installations.uninstall(team_id))
+
+    uninstalls = Uninstalls(delete_installation=delete_installation, forget_team=forgets.forget_team)
 
     def forget(thread: ThreadKey, lang: Language, addressed: bool) -> None:
         forgets.request(thread, lang, addressed=addressed)
 
-    listeners.register(app, store=db, scheduler=scheduler, notices=notices, forget=forget, access=settings.access)
+    listeners.register(
+        app,
+        store=db,
+        scheduler=scheduler,
+        notices=notices,
+        forget=forget,
+        uninstalled=uninstalls.request,
+        access=settings.access,
+    )
     return Bot(
         settings=settings,
         app=app,
         store=db,
         scheduler=scheduler,
         openai_client=oai,
-        slack_client=slack,
+        slack_clients=clients,
         http=http,
         identity=identity,
         notices=notices,
         forgets=forgets,
+        uninstalls=uninstalls,
+        installations=installations,
         sweeper=RetentionSweeper(
             forgetter, retention_days=settings.retention_days, interval_s=settings.retention_sweep_s
         ),
     )
 
 
+def _authorization(
+    settings: Settings, identity: BotIdentity | None, installations: Installations | None, db: Store
+) -> dict[str, Any]:
+    """Bolt's `authorize` (one workspace, our cached auth.test) or `oauth_settings` (installations)."""
+    if settings.oauth is None:
+        assert identity is not None
+        known = identity
+
+        # A plain function: Bolt passes arguments by their names (and would pass a method its `self`).
+        async def authorize(enterprise_id: str | None, team_id: str | None) -> AuthorizeResult:
+            return await known.result()
+
+        return {"authorize": authorize}
+    assert installations is not None
+    return {
+        "oauth_settings": oauth_settings(
+            settings.oauth, installations=installations, engine=db.engine, slack_api_url=settings.slack_api_url
+        )
+    }
+
+
 def http_app(bot: Bot) -> web.Application:
-    """HTTP mode: Slack events at `POST /slack/events`, readiness at `GET /healthz`."""
+    """HTTP mode: Slack events at `POST /slack/events`, readiness at `GET /healthz`; in OAuth mode also
+    Bolt's "Add to Slack" page (`GET /slack/install`) and its redirect (`GET /slack/oauth_redirect`)."""
 
     async def events(request: web.Request) -> web.Response:
         bolt_response = await bot.app.async_dispatch(await to_bolt_request(request))
@@ -230,6 +277,15 @@ def http_app(bot: Bot) -> web.Application:
 
     web_app = web.Application()
     web_app.add_routes([web.post("/slack/events", events), web.get("/healthz", healthz)])
+    if (flow := bot.app.oauth_flow) is not None:
+
+        async def install(request: web.Request) -> web.Response:
+            return await to_aiohttp_response(await flow.handle_installation(await to_bolt_request(request)))
+
+        async def oauth_redirect(request: web.Request) -> web.Response:
+            return await to_aiohttp_response(await flow.handle_callback(await to_bolt_request(request)))
+
+        web_app.add_routes([web.get(flow.install_path, install), web.get(flow.redirect_uri_path, oauth_redirect)])
     return web_app
 
 
@@ -240,7 +296,8 @@ async def serve(bot: Bot, *, stop: asyncio.Event, host: str = "0.0.0.0") -> None
     `ServiceUnreachable` when either cannot be reached; every client is closed first.
     """
     try:
-        await bot.identity.check()
+        if bot.identity is not None:
+            await bot.identity.check()
         await check_model(bot.openai_client, model=bot.settings.openai_model)
     except ConfigError:
         await bot.close(grace_s=0)

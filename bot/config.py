@@ -36,6 +36,19 @@ FOLLOW_UP_MODES = ("anyone", "participants", "mention")
 DEFAULT_RETENTION_DAYS = 30.0
 DEFAULT_RETENTION_SWEEP_S = 3600
 _SLACK_ID = re.compile(r"^[A-Z0-9]{2,32}$")
+# The bot scopes the code needs: what `SLACK_SCOPES` defaults to in OAuth mode. tests/test_manifest.py checks
+# that manifest.yml and manifest.http.yml ask for exactly these (and that the code uses each of them).
+BOT_SCOPES = (
+    "app_mentions:read",
+    "chat:write",
+    "files:read",
+    "files:write",
+    "channels:history",
+    "groups:history",
+    "im:history",
+    "mpim:history",
+)
+_SCOPE = re.compile(r"^[a-z][a-z0-9_.-]*(:[a-z0-9_.-]+)+$")
 
 
 @dataclass(frozen=True)
@@ -70,11 +83,25 @@ class Budgets:
 
 
 @dataclass(frozen=True)
+class OAuth:
+    """Slack's OAuth flow for installing the app in many workspaces (HTTP mode only)."""
+
+    client_id: str
+    client_secret: str
+    redirect_uri: str | None = None
+    scopes: tuple[str, ...] = BOT_SCOPES
+
+
+@dataclass(frozen=True)
 class Settings:
-    """Validated configuration for one bot process."""
+    """Validated configuration for one bot process.
+
+    `slack_bot_token` is "" when `oauth` is set: each workspace's token then comes from its installation.
+    """
 
     slack_bot_token: str
     openai_api_key: str
+    oauth: OAuth | None = None
     slack_app_token: str | None = None
     slack_signing_secret: str | None = None
     slack_api_url: str = DEFAULT_SLACK_API_URL
@@ -114,13 +141,20 @@ class Settings:
         """
         get = _reader(environ, dotenv_path)
 
+        oauth = _oauth(get)
         bot_token = get("SLACK_BOT_TOKEN")
-        if bot_token is None:
+        if bot_token is None and oauth is None:
             raise ConfigError(
                 "SLACK_BOT_TOKEN",
-                "is not set: copy the Bot User OAuth Token (xoxb-…) from your Slack app's 'OAuth & Permissions' page",
+                "is not set: copy the Bot User OAuth Token (xoxb-…) from your Slack app's 'OAuth & Permissions' page "
+                "(or set SLACK_CLIENT_ID and SLACK_CLIENT_SECRET to install in many workspaces)",
             )
-        if not bot_token.startswith("xoxb-"):
+        if bot_token is not None and oauth is not None:
+            raise ConfigError(
+                "SLACK_BOT_TOKEN",
+                "must not be set with SLACK_CLIENT_ID: with OAuth each workspace's token comes from its installation",
+            )
+        if bot_token is not None and not bot_token.startswith("xoxb-"):
             raise ConfigError(
                 "SLACK_BOT_TOKEN",
                 "must be a bot token starting with 'xoxb-' (Slack app → 'OAuth & Permissions')",
@@ -138,6 +172,12 @@ class Settings:
                 "SLACK_SIGNING_SECRET",
                 "is required in HTTP mode (no SLACK_APP_TOKEN): copy it from the Slack app's "
                 "'Basic Information' → 'App Credentials', or set SLACK_APP_TOKEN for Socket Mode",
+            )
+        if oauth is not None and app_token is not None:
+            raise ConfigError(
+                "SLACK_APP_TOKEN",
+                "must not be set with SLACK_CLIENT_ID: installing in many workspaces needs HTTP mode "
+                "(Slack must reach /slack/events and /slack/oauth_redirect); see manifest.http.yml",
             )
         api_key = get("OPENAI_API_KEY")
         if api_key is None:
@@ -177,7 +217,8 @@ class Settings:
             raise ConfigError("LOG_LEVEL", "must be one of DEBUG, INFO, WARNING, ERROR")
 
         return cls(
-            slack_bot_token=bot_token,
+            slack_bot_token=bot_token or "",
+            oauth=oauth,
             slack_app_token=app_token,
             slack_signing_secret=signing_secret,
             slack_api_url=slack_api_url,
@@ -254,6 +295,35 @@ def _database_url(get: Callable[[str], str | None]) -> str:
             "must be a sqlite:///path or postgresql://user@host/db URL",
         )
     return database_url
+
+
+def _oauth(get: Callable[[str], str | None]) -> OAuth | None:
+    """SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (both or neither), SLACK_REDIRECT_URI, SLACK_SCOPES."""
+    client_id, client_secret = get("SLACK_CLIENT_ID"), get("SLACK_CLIENT_SECRET")
+    if client_id is None and client_secret is None:
+        for name in ("SLACK_REDIRECT_URI", "SLACK_SCOPES"):
+            if get(name) is not None:
+                raise ConfigError(name, "is used only with SLACK_CLIENT_ID and SLACK_CLIENT_SECRET (OAuth install)")
+        return None
+    where = "copy it from the Slack app's 'Basic Information' → 'App Credentials'"
+    if client_id is None:
+        raise ConfigError("SLACK_CLIENT_ID", f"is required with SLACK_CLIENT_SECRET: {where}")
+    if client_secret is None:
+        raise ConfigError("SLACK_CLIENT_SECRET", f"is required with SLACK_CLIENT_ID: {where}")
+    redirect_uri = get("SLACK_REDIRECT_URI")
+    if redirect_uri is not None and not redirect_uri.startswith(("https://", "http://")):
+        raise ConfigError(
+            "SLACK_REDIRECT_URI", "must be the https URL of /slack/oauth_redirect listed in the app's Redirect URLs"
+        )
+    scopes: tuple[str, ...] = BOT_SCOPES
+    if (raw := get("SLACK_SCOPES")) is not None:
+        scopes = tuple(part.strip() for part in raw.split(",") if part.strip())
+        bad = [scope for scope in scopes if not _SCOPE.match(scope)]
+        if not scopes or bad:
+            raise ConfigError(
+                "SLACK_SCOPES", f"must be comma-separated bot scopes such as chat:write,files:read, got {raw!r}"
+            )
+    return OAuth(client_id=client_id, client_secret=client_secret, redirect_uri=redirect_uri, scopes=scopes)
 
 
 def _int(raw: str | None, name: str, default: int, *, low: int, high: int) -> int:

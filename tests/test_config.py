@@ -154,3 +154,56 @@ def test_the_database_url_alone_needs_no_slack_or_openai_settings() -> None:
     with pytest.raises(ConfigError) as err:
         database_url_from_env({"DATABASE_URL": "mysql://bot@db/bot"})
     assert err.value.variable == "DATABASE_URL"
+
+
+OAUTH = {
+    "SLACK_CLIENT_ID": "1111.2222",
+    "SLACK_CLIENT_SECRET": "secret",
+    "SLACK_SIGNING_SECRET": "signing",
+    "OPENAI_API_KEY": "sk-1",
+}
+
+
+def test_oauth_mode_needs_no_bot_token_and_asks_for_the_manifest_scopes() -> None:
+    from bot.config import BOT_SCOPES
+
+    settings = Settings.from_env(OAUTH)
+    assert settings.oauth is not None and not settings.socket_mode
+    assert settings.slack_bot_token == ""
+    assert (settings.oauth.client_id, settings.oauth.client_secret) == ("1111.2222", "secret")
+    assert settings.oauth.scopes == BOT_SCOPES and settings.oauth.redirect_uri is None
+    custom = Settings.from_env(
+        {
+            **OAUTH,
+            "SLACK_SCOPES": "chat:write, files:read",
+            "SLACK_REDIRECT_URI": "https://bot.example/slack/oauth_redirect",
+        }
+    )
+    assert custom.oauth is not None and custom.oauth.scopes == ("chat:write", "files:read")
+    assert custom.oauth.redirect_uri == "https://bot.example/slack/oauth_redirect"
+    assert Settings.from_env(SOCKET).oauth is None
+
+
+@pytest.mark.parametrize(
+    ("override", "variable"),
+    [
+        pytest.param({"SLACK_CLIENT_SECRET": ""}, "SLACK_CLIENT_SECRET", id="id-without-secret"),
+        pytest.param({"SLACK_CLIENT_ID": ""}, "SLACK_CLIENT_ID", id="secret-without-id"),
+        pytest.param({"SLACK_APP_TOKEN": "xapp-1"}, "SLACK_APP_TOKEN", id="oauth-in-socket-mode"),
+        pytest.param({"SLACK_SIGNING_SECRET": ""}, "SLACK_SIGNING_SECRET", id="oauth-without-signing-secret"),
+        pytest.param({"SLACK_BOT_TOKEN": "xoxb-1"}, "SLACK_BOT_TOKEN", id="oauth-and-a-bot-token"),
+        pytest.param({"SLACK_SCOPES": "chat:write,#files"}, "SLACK_SCOPES", id="malformed-scope"),
+        pytest.param({"SLACK_SCOPES": ","}, "SLACK_SCOPES", id="no-scope"),
+        pytest.param({"SLACK_REDIRECT_URI": "bot.example/x"}, "SLACK_REDIRECT_URI", id="redirect-without-scheme"),
+    ],
+)
+def test_bad_oauth_combinations_name_the_variable(override: dict[str, str], variable: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({**OAUTH, **override})
+    assert info.value.variable == variable
+
+
+def test_oauth_variables_without_client_credentials_are_refused() -> None:
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({**SOCKET, "SLACK_REDIRECT_URI": "https://bot.example/slack/oauth_redirect"})
+    assert info.value.variable == "SLACK_REDIRECT_URI"

@@ -12,8 +12,11 @@ import json
 from pathlib import Path
 
 import jsonschema
+import pytest
 import yaml
 from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.config import BOT_SCOPES
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT.parent / "shared" / "reference" / "slack-manifest.schema.1.0.0.json"
@@ -45,6 +48,8 @@ METHOD_SCOPES: dict[str, frozenset[str]] = {
 EVENT_SUBSCRIPTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "app_mention": (frozenset({"app_mention"}), frozenset({"app_mentions:read"})),
     "message": (frozenset({"message.channels", "message.groups", "message.im", "message.mpim"}), HISTORY),
+    "app_uninstalled": (frozenset({"app_uninstalled"}), frozenset()),
+    "tokens_revoked": (frozenset({"tokens_revoked"}), frozenset()),
 }
 # Downloading a shared file (url_private / url_private_download with the bot token) needs files:read.
 DOWNLOAD_SCOPES = frozenset({"files:read"})
@@ -52,8 +57,11 @@ DOWNLOAD_SCOPES = frozenset({"files:read"})
 WEB_API_METHODS = {name for name in vars(AsyncWebClient) if not name.startswith("_")}
 
 
-def load_manifest() -> dict:
-    return yaml.safe_load((ROOT / "manifest.yml").read_text(encoding="utf-8"))
+MANIFESTS = ("manifest.yml", "manifest.http.yml")
+
+
+def load_manifest(name: str = "manifest.yml") -> dict:
+    return yaml.safe_load((ROOT / name).read_text(encoding="utf-8"))
 
 
 def code_trees() -> list[ast.Module]:
@@ -96,10 +104,11 @@ def downloads_files() -> bool:
     return any("url_private" in path.read_text(encoding="utf-8") for path in (ROOT / "bot").rglob("*.py"))
 
 
-def test_manifest_is_valid_against_slack_schema() -> None:
+@pytest.mark.parametrize("name", MANIFESTS)
+def test_manifest_is_valid_against_slack_schema(name: str) -> None:
     schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
     jsonschema.Draft7Validator.check_schema(schema)
-    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(load_manifest()), key=str)
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(load_manifest(name)), key=str)
     assert not errors, [e.message for e in errors]
 
 
@@ -117,8 +126,9 @@ def test_every_called_method_has_a_known_scope() -> None:
     assert not unknown_events, f"add {sorted(unknown_events)} to EVENT_SUBSCRIPTIONS"
 
 
-def test_manifest_asks_for_exactly_the_scopes_and_events_the_code_uses() -> None:
-    manifest = load_manifest()
+@pytest.mark.parametrize("name", MANIFESTS)
+def test_manifest_asks_for_exactly_the_scopes_and_events_the_code_uses(name: str) -> None:
+    manifest = load_manifest(name)
     needed: set[str] = set()
     for method in called_web_api_methods():
         needed |= METHOD_SCOPES.get(method, frozenset())
@@ -134,5 +144,21 @@ def test_manifest_asks_for_exactly_the_scopes_and_events_the_code_uses() -> None
     assert needed - granted == set(), "used but not asked for"
     assert set(manifest["settings"]["event_subscriptions"]["bot_events"]) == events
     assert manifest["settings"]["interactivity"]["is_enabled"] is registers_actions()
-    assert manifest["settings"]["socket_mode_enabled"] is True
+    assert manifest["settings"]["socket_mode_enabled"] is (name == "manifest.yml")
     assert manifest["features"]["bot_user"]["display_name"]
+    # What an OAuth install asks for by default (SLACK_SCOPES unset) is what the manifests grant.
+    assert set(BOT_SCOPES) == granted and len(BOT_SCOPES) == len(granted)
+
+
+def test_the_http_manifest_names_the_bots_urls_and_differs_only_in_transport() -> None:
+    socket, http = load_manifest("manifest.yml"), load_manifest("manifest.http.yml")
+    settings = http["settings"]
+    assert settings["event_subscriptions"]["request_url"].endswith("/slack/events")
+    assert settings["interactivity"]["request_url"].endswith("/slack/events")
+    assert [url.rsplit("/", 2)[-2:] for url in http["oauth_config"]["redirect_urls"]] == [["slack", "oauth_redirect"]]
+    for manifest in (socket, http):
+        manifest["settings"].pop("socket_mode_enabled")
+        manifest["settings"]["event_subscriptions"].pop("request_url", None)
+        manifest["settings"]["interactivity"].pop("request_url", None)
+        manifest["oauth_config"].pop("redirect_urls", None)
+    assert socket == http

@@ -79,6 +79,35 @@ class ThreadForget:
             return
         self._notices.post(thread, confirmation(deleted, lang))
 
+    async def forget_team(self, team_id: str) -> Deleted:
+        """Forget every thread of workspace `team_id` (the app was uninstalled there): stop its turns, delete
+        its data at OpenAI and its rows, tombstones with reason "uninstalled". Nothing is posted in Slack
+        (the workspace's token is gone). Returns what was deleted, summed over the threads."""
+        total = Deleted()
+        for thread in await self._forgetter.team_threads(team_id):
+            await self._scheduler.clear(thread, timeout_s=STOP_WAIT_S)
+            lock = self._locks.setdefault(thread, asyncio.Lock())
+            async with lock:
+                deleted = await self._forgetter.forget(thread, reason="uninstalled")
+            if not lock.locked():
+                self._locks.pop(thread, None)
+            if deleted is not None:
+                total.threads += deleted.threads
+                total.deleted.update(deleted.deleted)
+                total.failed += deleted.failed
+        log.info(
+            "forgot workspace %s: %d thread(s); %d file(s), %d conversation(s), %d container(s), %d response(s); "
+            "%d left to retry",
+            team_id,
+            total.threads,
+            total.files,
+            total.conversations,
+            total.containers,
+            total.responses,
+            total.failed,
+        )
+        return total
+
     async def close(self, *, grace_s: float = 5.0) -> None:
         """Let forgets in flight finish for `grace_s`, then cancel the rest (their deletions stay queued)."""
         if not self._tasks:

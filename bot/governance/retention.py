@@ -87,6 +87,10 @@ class Forgetter:
         )
         return result
 
+    async def team_threads(self, team_id: str) -> list[ThreadKey]:
+        """The threads of workspace `team_id` that have something to forget."""
+        return await self._store.team_threads(team_id)
+
     async def sweep(self, retention_days: float) -> Deleted:
         """Forget every thread idle longer than `retention_days` (0: nothing), then retry what failed before.
 

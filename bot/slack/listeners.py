@@ -106,6 +106,10 @@ def refusal_text(incoming: Incoming, policy: AccessPolicy) -> str:
     return text
 
 
+# uninstalled(team_id, why): starts deleting a workspace's installation and data and returns at once.
+UninstallRequest = Callable[[str, str], None]
+
+
 def register(
     app: AsyncApp,
     *,
@@ -114,6 +118,7 @@ def register(
     notices: ThreadNotices,
     forget: ForgetRequest | None = None,
     access: AccessPolicy | None = None,
+    uninstalled: UninstallRequest | None = None,
 ) -> None:
     """All of the bot's Slack entry points; `access` (default: everyone, any follow-up) decides who may ask."""
     policy = access or AccessPolicy()
@@ -150,6 +155,7 @@ def register(
             return  # told before, or a reply in a thread that is not the bot's
         log.info("refused %s in %s (not enabled for them there)", incoming.user_id, thread.channel)
         notices.post_ephemeral(
+            team_id=thread.team_id,
             channel=thread.channel,
             user_id=incoming.user_id,
             text=refusal_text(incoming, policy),
@@ -212,6 +218,18 @@ def register(
             log.info("feedback %s on %s", rating, response_id)
         await ack()
 
+    async def on_app_uninstalled(body: dict[str, Any]) -> None:
+        if uninstalled is not None and (team_id := body.get("team_id")):
+            uninstalled(str(team_id), "app_uninstalled")
+
+    async def on_tokens_revoked(event: dict[str, Any], body: dict[str, Any]) -> None:
+        # Only the bot's token matters: user tokens (`tokens.oauth`) are not used by the bot.
+        bots = (event.get("tokens") or {}).get("bot") or []
+        if uninstalled is not None and bots and (team_id := body.get("team_id")):
+            uninstalled(str(team_id), "tokens_revoked")
+
+    app.event("app_uninstalled")(on_app_uninstalled)
+    app.event("tokens_revoked")(on_tokens_revoked)
     app.event("app_mention")(on_user_message)
     app.event("message")(on_user_message)
     app.action(FEEDBACK_ACTION_ID)(on_feedback)

@@ -15,9 +15,9 @@ import contextlib
 import logging
 
 from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.domain import ThreadKey
+from bot.slack.clients import SlackClients
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +25,8 @@ log = logging.getLogger(__name__)
 class ThreadNotices:
     """Posts one-line notices in threads on tasks it owns."""
 
-    def __init__(self, client: AsyncWebClient) -> None:
-        self._client = client
+    def __init__(self, clients: SlackClients) -> None:
+        self._clients = clients
         self._tasks: set[asyncio.Task[None]] = set()
 
     def post(self, thread: ThreadKey, text: str) -> None:
@@ -36,27 +36,39 @@ class ThreadNotices:
         task.add_done_callback(self._tasks.discard)
 
     async def _post(self, thread: ThreadKey, text: str) -> None:
+        client = await self._clients.for_team(thread.team_id)
+        if client is None:
+            log.warning("notice in %s not posted: the app is not installed in workspace %s", thread, thread.team_id)
+            return
         try:
-            await self._client.chat_postMessage(channel=thread.channel, thread_ts=thread.thread_ts, markdown_text=text)
+            await client.chat_postMessage(channel=thread.channel, thread_ts=thread.thread_ts, markdown_text=text)
         except SlackApiError as exc:
             log.warning("notice in %s not posted: %s", thread, exc.response.get("error"))
 
-    def post_ephemeral(self, *, channel: str, user_id: str, text: str, thread_ts: str | None = None) -> None:
+    def post_ephemeral(
+        self, *, team_id: str, channel: str, user_id: str, text: str, thread_ts: str | None = None
+    ) -> None:
         """Show `text` to `user_id` only (`chat.postEphemeral`), in `thread_ts` when given; returns at once.
 
         Failures (e.g. `user_not_in_channel`) are only logged.
         """
         task = asyncio.create_task(
-            self._post_ephemeral(channel=channel, user_id=user_id, text=text, thread_ts=thread_ts),
+            self._post_ephemeral(team_id=team_id, channel=channel, user_id=user_id, text=text, thread_ts=thread_ts),
             name=f"ephemeral-{channel}-{user_id}",
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _post_ephemeral(self, *, channel: str, user_id: str, text: str, thread_ts: str | None) -> None:
+    async def _post_ephemeral(
+        self, *, team_id: str, channel: str, user_id: str, text: str, thread_ts: str | None
+    ) -> None:
+        client = await self._clients.for_team(team_id)
+        if client is None:
+            log.warning("ephemeral notice in %s not posted: the app is not installed in workspace %s", channel, team_id)
+            return
         try:
             # `text`, not `markdown_text`: the method documents only text/blocks (mrkdwn renders in `text`).
-            await self._client.chat_postEphemeral(channel=channel, user=user_id, text=text, thread_ts=thread_ts)
+            await client.chat_postEphemeral(channel=channel, user=user_id, text=text, thread_ts=thread_ts)
         except SlackApiError as exc:
             log.warning("ephemeral notice to %s in %s not posted: %s", user_id, channel, exc.response.get("error"))
 

@@ -54,7 +54,7 @@ class Tombstone:
 
     thread: ThreadKey
     deleted_at: float
-    reason: str  # "retention" | "forget"
+    reason: str  # "retention" | "forget" | "uninstalled"
     idle_days: float | None
 
 
@@ -116,6 +116,15 @@ class RetentionStore:
                 if team_id:
                     query = query.where(table.c.team_id == team_id)
                 found |= {ThreadKey(*row) for row in await conn.execute(query.distinct())}
+        return sorted(found)
+
+    async def team_threads(self, team_id: str) -> list[ThreadKey]:
+        """Every thread of workspace `team_id` that has a session or deletions still queued."""
+        found: set[ThreadKey] = set()
+        async with self._engine.connect() as conn:
+            for table in (sessions, openai_deletions):
+                query = sa.select(*_key_columns(table)).where(table.c.team_id == team_id).distinct()
+                found |= {ThreadKey(*row) for row in await conn.execute(query)}
         return sorted(found)
 
     async def tombstone(self, thread: ThreadKey) -> Tombstone | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from slack_sdk.oauth.installation_store.sqlalchemy import SQLAlchemyInstallationStore
+from slack_sdk.oauth.state_store.sqlalchemy import SQLAlchemyOAuthStateStore
 
 metadata = sa.MetaData()
 
@@ -169,3 +171,10 @@ access_notices = sa.Table(
     sa.Column("user_id", sa.String(32), primary_key=True),
     sa.Column("created_at", sa.Float, nullable=False),
 )
+
+# Slack installations and OAuth states, for installing in many workspaces (`bot.slack.oauth`): the tables
+# slack_sdk's `AsyncSQLAlchemyInstallationStore` and `AsyncSQLAlchemyOAuthStateStore` read and write, built
+# by their own builders so the shapes cannot drift apart (revision 0006 creates them).
+slack_installations = SQLAlchemyInstallationStore.build_installations_table(metadata, "slack_installations")
+slack_bots = SQLAlchemyInstallationStore.build_bots_table(metadata, "slack_bots")
+slack_oauth_states = SQLAlchemyOAuthStateStore.build_oauth_states_table(metadata, "slack_oauth_states")

@@ -23,6 +23,7 @@ from bot.events import TurnDone, Usage
 from bot.governance.budgets import BudgetGuard
 from bot.governance.pricing import Pricing
 from bot.i18n import Language, t
+from bot.slack.clients import SlackClients
 from bot.slack.reply import ThreadReply, feedback_blocks
 from bot.store import Store
 from bot.turn.answer import incomplete_note, stream_answer
@@ -83,7 +84,7 @@ class Conductor:
         self,
         *,
         store: Store,
-        slack: AsyncWebClient,
+        slack: SlackClients,
         workspace: Workspace,
         runner: TurnRunner,
         intake: Intake,
@@ -97,7 +98,7 @@ class Conductor:
         self._slack = slack
         self._workspace = workspace
         self._runner = runner
-        self._files_in = FilesIn(store=store, slack=slack, intake=intake, limits=limits or ThreadLimits())
+        self._files_in = FilesIn(store=store, intake=intake, limits=limits or ThreadLimits())
         self._environments = Environments(store=store, workspace=workspace)
         self._outputs = OutputDelivery(store=store, workspace=workspace)
 
@@ -114,12 +115,18 @@ class Conductor:
         if attempt is None:
             log.info("turn %s is finished or owned by another process; not running it here", turn.id)
             return
+        slack = await self._slack.for_team(turn.thread.team_id)
+        if slack is None:
+            # Uninstalled between the event and now: there is no token to answer with, nor anyone to tell.
+            log.warning("turn %s: the app is not installed in workspace %s; not answered", turn.id, turn.thread.team_id)
+            await self._record(turn, _Billable(), status="failed", outcome="not_installed")
+            return
 
         async def remember_answer_messages(message_ts: Sequence[str]) -> None:
             await self._store.set_answer_messages(turn.id, message_ts)
 
         reply = ThreadReply(
-            client=self._slack,
+            client=slack,
             thread=turn.thread,
             recipient_user_id=turn.user_id,
             on_answer_message=remember_answer_messages,
@@ -136,7 +143,7 @@ class Conductor:
         await reply.set_status(t("status.thinking", lang))
         stop = stop or StopSignal()
         try:
-            done = await self._answer_unless_stopped(turn, reply, lang, stop, billable)
+            done = await self._answer_unless_stopped(turn, reply, lang, stop, billable, slack)
         except _Stopped:
             if stop.reason == "lost_claim":
                 log.warning("turn %s was taken over by another process; stopped here", turn.id)
@@ -222,9 +229,15 @@ class Conductor:
             log.error("could not check or post the budget warning for turn %s: %s", turn.id, err.detail)
 
     async def _answer_unless_stopped(
-        self, turn: Turn, reply: ThreadReply, lang: Language, stop: StopSignal, billable: _Billable
+        self,
+        turn: Turn,
+        reply: ThreadReply,
+        lang: Language,
+        stop: StopSignal,
+        billable: _Billable,
+        slack: AsyncWebClient,
     ) -> TurnDone | None:
-        answer = asyncio.create_task(self._answer(turn, reply, lang, billable), name=f"answer-{turn.id}")
+        answer = asyncio.create_task(self._answer(turn, reply, lang, billable, slack), name=f"answer-{turn.id}")
         stopped = asyncio.create_task(stop.wait(), name=f"stop-{turn.id}")
         try:
             await asyncio.wait({answer, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -238,7 +251,9 @@ class Conductor:
             raise _Stopped
         return answer.result()
 
-    async def _answer(self, turn: Turn, reply: ThreadReply, lang: Language, billable: _Billable) -> TurnDone | None:
+    async def _answer(
+        self, turn: Turn, reply: ThreadReply, lang: Language, billable: _Billable, slack: AsyncWebClient
+    ) -> TurnDone | None:
         """Answer `turn`; None when there was nothing to ask the model (only unreadable files).
 
         Raises `BudgetExhausted` before anything reaches OpenAI (file uploads included) when a spending
@@ -249,7 +264,7 @@ class Conductor:
             await self._budgets.ensure_within(turn)
         session = await self._store.session(thread) or Session(thread=thread)
         await announce_fresh_start(session, retention=self._store.retention, reply=reply, lang=lang)
-        brought = await self._files_in.bring(turn, session, reply, lang)
+        brought = await self._files_in.bring(turn, session, reply, lang, slack=slack)
         billable.bytes_uploaded += brought.uploaded_bytes
         files = await self._store.thread_files(thread)
         if brought.nothing_readable and not files:

@@ -71,21 +71,24 @@ def provenance(shared: SharedFile, *, renamed: bool) -> str:
 class FilesIn:
     """Brings a turn's files into the thread's OpenAI files, within the thread's limits."""
 
-    def __init__(self, *, store: Store, slack: AsyncWebClient, intake: Intake, limits: ThreadLimits) -> None:
+    def __init__(self, *, store: Store, intake: Intake, limits: ThreadLimits) -> None:
         self._store = store
-        self._slack = slack
         self._intake = intake
         self._limits = limits
 
-    async def bring(self, turn: Turn, session: Session, reply: ThreadReply, lang: Language) -> Brought:
+    async def bring(
+        self, turn: Turn, session: Session, reply: ThreadReply, lang: Language, *, slack: AsyncWebClient
+    ) -> Brought:
         """Upload the turn's new files and report each refused one in the thread.
+
+        `slack` is the client of the turn's workspace: it reads the thread and downloads the files.
 
         A file whose name another file of the thread already has is uploaded under `upload_name`, so
         both reach the container under distinct paths.
         """
         candidates = [SharedFile(f, message_ts=turn.ts, user_id=turn.user_id) for f in turn.files]
         if turn.is_thread_reply and not session.root_checked:
-            earlier = await earlier_thread_files(self._slack, turn.thread, before_ts=turn.ts)
+            earlier = await earlier_thread_files(slack, turn.thread, before_ts=turn.ts)
             candidates = [*earlier, *candidates]
             await self._store.update_session(turn.thread, root_checked=True)
         existing = await self._store.thread_files(turn.thread)
@@ -110,10 +113,10 @@ class FilesIn:
                         max_files=str(self._limits.max_files),
                         max_mb=str(self._limits.max_bytes // 1_048_576),
                     )
-                file = await self._intake.resolve(file)  # a stub's name is known only after files.info
+                file = await self._intake.resolve(file, slack=slack)  # a stub's name is known only after files.info
                 shared = replace(shared, file=file)
                 name = upload_name(file.name, names)
-                brought, duplicate = await self._intake.bring(file, known=by_digest, upload_name=name)
+                brought, duplicate = await self._intake.bring(file, slack=slack, known=by_digest, upload_name=name)
             except FileProblem as problem:
                 log.warning("file %s (%s) refused: %s", file.id, problem.filename, problem.detail)
                 await reply.notice(t(problem.message_key, lang, **problem.params))

@@ -145,29 +145,28 @@ def file_kind(file: SlackFile) -> str:
 
 
 class Intake:
-    """Brings Slack files into OpenAI, downloading through the caller's HTTP session."""
+    """Brings Slack files into OpenAI, downloading through the caller's HTTP session.
+
+    Each call takes the Web API client of the file's workspace (`slack`); downloads send its bot token.
+    """
 
     def __init__(
         self,
         *,
-        slack: AsyncWebClient,
         workspace: Workspace,
-        bot_token: str,
         size_limit_bytes: int,
         http: aiohttp.ClientSession,
     ) -> None:
-        self._slack = slack
         self._workspace = workspace
-        self._bot_token = bot_token
         self._limit = size_limit_bytes
         self._http = http
 
-    async def resolve(self, file: SlackFile) -> SlackFile:
+    async def resolve(self, file: SlackFile, *, slack: AsyncWebClient) -> SlackFile:
         """Fill in a stub file entry (`file_access: check_file_info`) with `files.info`."""
         if not file.is_stub and file.url:
             return file
         try:
-            response = await self._slack.files_info(file=file.id)
+            response = await slack.files_info(file=file.id)
         except SlackApiError as exc:
             error = str(exc.response.get("error", ""))
             if error in {"file_not_found", "file_deleted"}:
@@ -200,7 +199,12 @@ class Intake:
         )
 
     async def bring(
-        self, file: SlackFile, *, known: Mapping[str, ThreadFile], upload_name: str | None = None
+        self,
+        file: SlackFile,
+        *,
+        slack: AsyncWebClient,
+        known: Mapping[str, ThreadFile],
+        upload_name: str | None = None,
     ) -> tuple[ThreadFile, bool]:
         """Fetch `file` from Slack, check it, convert text to UTF-8 and upload it to OpenAI under
         `upload_name` (default: the Slack name), which becomes its name in the container.
@@ -209,11 +213,11 @@ class Intake:
         uploaded twice, and the second value of the result is True for such a duplicate.
         Raises a `FileProblem` subclass; temporary files are removed in every case (also cancellation).
         """
-        file = await self.resolve(file)
+        file = await self.resolve(file, slack=slack)
         self.check(file)
         with tempfile.TemporaryDirectory(prefix="bot-intake-") as tmp:
             raw = Path(tmp) / "raw"
-            size, digest = await self._download(file, raw)
+            size, digest = await self._download(file, raw, token=slack.token or "")
             if (same := known.get(digest)) is not None:
                 log.info("file %s has the same bytes as %s; not uploaded again", file.id, same.slack_file_id)
                 return replace(same, slack_file_id=file.id), True
@@ -243,9 +247,9 @@ class Intake:
         )
         return thread_file, False
 
-    async def _download(self, file: SlackFile, dest: Path) -> tuple[int, str]:
+    async def _download(self, file: SlackFile, dest: Path, *, token: str) -> tuple[int, str]:
         assert file.url is not None
-        headers = {"Authorization": f"Bearer {self._bot_token}"}
+        headers = {"Authorization": f"Bearer {token}"}
         digest = hashlib.sha256()
         size = 0
         try:

@@ -1,4 +1,10 @@
-"""A loopback fake of Slack for one workspace: Web API, file hosting, Socket Mode and signed HTTP Events.
+"""A loopback fake of Slack: Web API, file hosting, Socket Mode, signed HTTP Events and the OAuth install flow.
+
+One workspace (`team_id`, default T1) exists and has the app installed from the start; `add_team` adds more,
+each with its own bot user and, once installed through OAuth (`/oauth/v2/authorize` then `oauth.v2.access`),
+its own bot token. A Web API call acts in the workspace of its token: another workspace's channels and files
+answer `channel_not_found` / `file_not_found`, a file download with another workspace's token gets the sign-in
+page, and a token revoked by `uninstall` / `revoke_tokens` answers `token_revoked`.
 
 `FakeSlack` is an aiohttp server on 127.0.0.1 (random port). Point the real clients at it:
 `AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)`; Bolt's `AsyncSocketModeHandler` then finds
@@ -38,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 from aiohttp import web
@@ -134,10 +140,22 @@ class Ephemeral:
 
 
 @dataclass
+class _Team:
+    """A workspace and the app's bot user in it; `bot_token` is None while the app is not installed."""
+
+    id: str
+    name: str
+    bot_user_id: str
+    bot_id: str
+    bot_token: str | None = None
+
+
+@dataclass
 class _Channel:
     id: str
     is_im: bool
     bot_is_member: bool
+    team_id: str = ""
     members: frozenset[str] | None = None  # None: every user of the workspace (a public channel)
 
     @property
@@ -272,8 +290,18 @@ class FakeSlack:
         stream_ttl_s: float = 300.0,
         ack_timeout_s: float = ACK_BUDGET_S,
     ) -> None:
-        self.bot_token, self.app_token, self.team_id = bot_token, app_token, team_id
-        self.bot_user_id, self.bot_id, self.app_id = bot_user_id, bot_id, app_id
+        self._teams = {team_id: _Team(team_id, "Fake Workspace", bot_user_id, bot_id, bot_token)}
+        self._acting = self._teams[team_id]  # the workspace a call or event is about (the first one outside them)
+        self._primary = self._acting
+        self._revoked: set[str] = set()
+        self.app_token, self.app_id = app_token, app_id
+        # OAuth: the app's credentials, the redirect URL registered with it, and the codes handed out.
+        self.client_id, self.client_secret = "1111.2222", "fake-client-secret"
+        self.oauth_redirect_url: str | None = None
+        self._codes: dict[str, tuple[str, str | None]] = {}
+        self.consent_visits: list[
+            RecordedCall
+        ] = []  # GETs of /oauth/v2/authorize  # code -> (team_id, redirect_uri it was issued for)
         self.signing_secret, self.stream_ttl_s, self.ack_timeout_s = signing_secret, stream_ttl_s, ack_timeout_s
         self.retry_delays_s: tuple[float, float, float] = (0.0, 0.0, 0.0)
         self.calls: list[RecordedCall] = []
@@ -309,11 +337,80 @@ class FakeSlack:
         self.add_user("U2", name="user2", locale="en-US", tz="America/Los_Angeles")
         self.add_user(bot_user_id, name="csv-analyst", is_bot=True)
 
+    # ------------------------------------------------------------------ workspaces
+    @property
+    def team_id(self) -> str:
+        return self._acting.id
+
+    @property
+    def bot_token(self) -> str:
+        """The bot token of the workspace in question ("" while the app is not installed there)."""
+        return self._acting.bot_token or ""
+
+    @property
+    def bot_user_id(self) -> str:
+        return self._acting.bot_user_id
+
+    @property
+    def bot_id(self) -> str:
+        return self._acting.bot_id
+
+    def add_team(self, team_id: str, *, name: str, bot_user_id: str, bot_id: str, installed: bool = False) -> None:
+        """Another workspace, with its own bot user (and a token at once if `installed`, else after OAuth)."""
+        self._teams[team_id] = _Team(team_id, name, bot_user_id, bot_id)
+        if installed:
+            self._teams[team_id].bot_token = self._new_token(team_id)
+        with self.as_team(team_id):
+            self.add_user(bot_user_id, name="csv-analyst", is_bot=True)
+
+    def token_of(self, team_id: str) -> str | None:
+        """The live bot token of a workspace, or None."""
+        return self._teams[team_id].bot_token
+
+    @contextlib.contextmanager
+    def as_team(self, team_id: str) -> Any:
+        """Set up (`add_channel`, `add_user`, `add_file`) in workspace `team_id`; synchronous code only."""
+        before, self._acting = self._acting, self._teams[team_id]
+        try:
+            yield
+        finally:
+            self._acting = before
+
+    async def uninstall(self, team_id: str) -> None:
+        """Someone removes the app from a workspace: its bot token is revoked, then `tokens_revoked` and
+        `app_uninstalled` are delivered (a transport must be up)."""
+        envelopes = self._revoke(team_id)
+        with self.as_team(team_id):
+            envelopes.append(self._envelope({"type": "app_uninstalled", "event_ts": f"{time.time():.6f}"}))
+        for envelope in envelopes:
+            await self.deliver(envelope)
+
+    async def revoke_tokens(self, team_id: str) -> None:
+        """An admin revokes the app's bot token in a workspace: only `tokens_revoked` is delivered."""
+        for envelope in self._revoke(team_id):
+            await self.deliver(envelope)
+
+    def _revoke(self, team_id: str) -> list[dict[str, Any]]:
+        team = self._teams[team_id]
+        if team.bot_token is not None:
+            self._revoked.add(team.bot_token)
+        team.bot_token = None
+        with self.as_team(team_id):
+            event = {"type": "tokens_revoked", "tokens": {"oauth": [], "bot": [team.bot_user_id]}}
+            return [self._envelope({**event, "event_ts": f"{time.time():.6f}"})]
+
+    def _new_token(self, team_id: str) -> str:
+        return f"xoxb-{team_id.lower()}-{uuid.uuid4().hex[:12]}"
+
+    def _team_of_token(self, token: str) -> _Team | None:
+        return next((t for t in self._teams.values() if t.bot_token is not None and t.bot_token == token), None)
+
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         """Bind 127.0.0.1 on a free port; sets `base_url` and `api_url`."""
         app = web.Application(client_max_size=1024**3)
         app.router.add_route("*", "/api/{method}", self._handle_api)
+        app.router.add_get("/oauth/v2/authorize", self._handle_authorize)
         app.router.add_get("/link/", self._handle_socket)
         app.router.add_post("/upload/v1/{file_id}", self._handle_upload)
         app.router.add_get("/files-pri/{team_file}/download/{name}", self._handle_download)
@@ -355,12 +452,12 @@ class FakeSlack:
         bot_is_member: bool = True,
         members: set[str] | None = None,
     ) -> None:
-        """Create a conversation. IDs starting with D are DMs, G private channels, else public channels.
-        Without membership the bot gets `not_in_channel` and no events from it, like real Slack.
-        `members` (default: every user) decides who may receive an ephemeral message there."""
+        """Create a conversation (in the workspace of `as_team`, default the first). IDs starting with D are DMs,
+        G private channels, else public channels. Without membership the bot gets `not_in_channel` and no events
+        from it, like real Slack. `members` (default: every user) decides who may receive an ephemeral there."""
         is_im = is_im or channel_id.startswith("D")
         people = frozenset(members) if members is not None else None
-        self._channels[channel_id] = _Channel(channel_id, is_im, bot_is_member or is_im, people)
+        self._channels[channel_id] = _Channel(channel_id, is_im, bot_is_member or is_im, self.team_id, people)
         self._messages.setdefault(channel_id, [])
 
     def add_user(
@@ -455,8 +552,24 @@ class FakeSlack:
         mention -> `message` only; DM -> `message` (channel_type "im") only; channels the bot is not in -> none.
         Files (from `add_file`) make it a `file_share` message (`files`, `upload: false`); `app_mention` carries
         them too. Fields edited on those dicts (e.g. `url_private_download`) become the file's truth.
-        Raises RuntimeError if `deliver` and no transport is up.
+        Raises RuntimeError if `deliver` and no transport is up. The message is in the channel's workspace.
         """
+        known = self._channels.get(channel)
+        with self.as_team(known.team_id if known else self.team_id):
+            envelopes, posted = self._user_message(channel, text, user, files, thread_ts)
+        if deliver:
+            for env in envelopes:
+                await self.deliver(env)
+        return posted
+
+    def _user_message(
+        self,
+        channel: str,
+        text: str,
+        user: str,
+        files: list[dict[str, Any]] | None,
+        thread_ts: str | None,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         ch = self._channel(channel)
         if thread_ts is not None:
             self._thread_root(channel, thread_ts)
@@ -476,10 +589,7 @@ class FakeSlack:
                 ev = {k: v for k, v in self._message_event(msg).items() if k not in ("subtype", "channel_type")}
                 envelopes.append(self._envelope({**ev, "type": "app_mention"}))
             envelopes.append(self._envelope(self._message_event(msg)))
-        if deliver:
-            for env in envelopes:
-                await self.deliver(env)
-        return self._api_message(msg)
+        return envelopes, self._api_message(msg)
 
     # ------------------------------------------------------------------ what people see
     def thread(self, channel: str, thread_ts: str) -> list[VisibleMessage]:
@@ -784,23 +894,89 @@ class FakeSlack:
                 retry = {"Retry-After": str(1 if retry_after is None else retry_after)}
                 return web.json_response({"ok": False, "error": "ratelimited"}, status=429, headers=retry)
             return web.json_response({"ok": False, "error": error}, status=call.status)
+        if method == "oauth.v2.access":  # the app's client id and secret instead of a token
+            try:
+                return web.json_response({"ok": True, **self._oauth_v2_access(params, call.headers)})
+            except _SlackError as e:
+                return web.json_response({"ok": False, "error": e.error, **e.extra})
         handler = getattr(self, "_m_" + method.replace(".", "_"), None)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method", "req_method": method})
-        want = self.app_token if method == "apps.connections.open" else self.bot_token
-        other = self.bot_token if want == self.app_token else self.app_token
+        wants_app_token = method == "apps.connections.open"
+        team = None if call.token is None else self._team_of_token(call.token)
         try:
             if call.token is None:
                 raise _SlackError("not_authed")
-            if call.token == other:
+            if call.token in self._revoked:
+                raise _SlackError("token_revoked")
+            if (team is not None) if wants_app_token else (call.token == self.app_token):
                 raise _SlackError("not_allowed_token_type")
-            if call.token != want:
+            if (call.token != self.app_token) if wants_app_token else (team is None):
                 raise _SlackError("invalid_auth")
-            result = handler(params)
+            with self.as_team(team.id if team is not None else self._primary.id):
+                result = handler(params)
         except _SlackError as e:
             return web.json_response({"ok": False, "error": e.error, **e.extra})
-        headers = {"x-oauth-scopes": BOT_SCOPES} if want == self.bot_token else {}
+        headers = {"x-oauth-scopes": BOT_SCOPES} if team is not None else {}
         return web.json_response({"ok": True, **result}, headers=headers)
+
+    async def _handle_authorize(self, request: web.Request) -> web.StreamResponse:
+        """slack.com/oauth/v2/authorize: the person installing is signed in to the workspace named by the
+        `team` query parameter (default the first; Slack's own `team` parameter preselects one too) and clicks
+        Allow: 302 to the redirect URL with a one-time `code` and the app's `state`. Without a redirect URL
+        (in the request or `oauth_redirect_url`) or with an unknown client id: an error page, as Slack shows."""
+        q = request.query
+        self.consent_visits.append(RecordedCall(f"GET {request.path}", dict(q), _headers(request), 200))
+        redirect = q.get("redirect_uri") or self.oauth_redirect_url
+        team_id = q.get("team") or self._primary.id
+        if q.get("client_id") != self.client_id or not redirect or team_id not in self._teams:
+            return web.Response(status=400, text="<html><body>Invalid client_id or redirect_uri</body></html>")
+        if not q.get("scope"):
+            return web.Response(status=400, text="<html><body>Invalid permissions requested</body></html>")
+        code = f"{team_id}.{uuid.uuid4().hex}"
+        self._codes[code] = (team_id, q.get("redirect_uri"))
+        scheme, netloc, path, query, _ = urlsplit(redirect)
+        query = urlencode([*parse_qsl(query), ("code", code), ("state", q.get("state", ""))])
+        raise web.HTTPFound(urlunsplit((scheme, netloc, path, query, "")))
+
+    def _oauth_v2_access(self, p: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+        """Client id and secret by HTTP Basic auth (what slack_sdk sends) or form; a code works once and only
+        with the redirect_uri it was issued for (`bad_redirect_uri`)."""
+        client_id, client_secret = p.get("client_id"), p.get("client_secret")
+        auth = headers.get("authorization", "")
+        if auth.lower().startswith("basic "):
+            with contextlib.suppress(ValueError):
+                client_id, _, client_secret = base64.b64decode(auth[6:].strip()).decode().partition(":")
+        if client_id != self.client_id:
+            raise _SlackError("invalid_client_id")
+        if client_secret != self.client_secret:
+            raise _SlackError("bad_client_secret")
+        issued = self._codes.pop(str(p.get("code") or ""), None)
+        if issued is None:
+            raise _SlackError("invalid_code")
+        team_id, redirect_uri = issued
+        if redirect_uri is not None and p.get("redirect_uri") != redirect_uri:
+            raise _SlackError("bad_redirect_uri")
+        team = self._teams[team_id]
+        if team.bot_token is None:
+            team.bot_token = self._new_token(team_id)
+        return {
+            "access_token": team.bot_token,
+            "token_type": "bot",
+            "scope": BOT_SCOPES,
+            "bot_user_id": team.bot_user_id,
+            "app_id": self.app_id,
+            "team": {"id": team.id, "name": team.name},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "authed_user": {"id": "U1"},
+        }
+
+    def issue_code(self, team_id: str, *, redirect_uri: str | None = None) -> str:
+        """A code as /oauth/v2/authorize would hand out (for tests that skip the browser part)."""
+        code = f"{team_id}.{uuid.uuid4().hex}"
+        self._codes[code] = (team_id, redirect_uri)
+        return code
 
     async def _handle_socket(self, request: web.Request) -> web.StreamResponse:
         ticket = request.query.get("ticket", "")
@@ -849,10 +1025,14 @@ class FakeSlack:
         team, _, fid = request.match_info["team_file"].partition("-")
         call = RecordedCall(f"GET {request.path}", dict(request.query), _headers(request), 200)
         self._http_log.append(call)
-        if call.token != self.bot_token:
-            return web.Response(text=SIGN_IN_PAGE, content_type="text/html")
+        if team not in self._teams or call.token is None or call.token != self._teams[team].bot_token:
+            return web.Response(text=SIGN_IN_PAGE, content_type="text/html")  # not signed in to that workspace
         f = self._files.get(fid)
-        if team != self.team_id or f is None or f.obj.get("mode") in ("tombstone", "hidden_by_limit", "external"):
+        if (
+            f is None
+            or f.obj.get("user_team") != team
+            or f.obj.get("mode") in ("tombstone", "hidden_by_limit", "external")
+        ):
             call.status = 404
             return web.Response(status=404, text="Not Found")
         resp = web.StreamResponse(headers={"Content-Type": f.obj["mimetype"], "Content-Length": str(f.size)})
@@ -881,7 +1061,7 @@ class FakeSlack:
     # ------------------------------------------------------------------ Web API methods
     def _m_auth_test(self, p: dict[str, Any]) -> dict[str, Any]:
         ids = {"team_id": self.team_id, "user_id": self.bot_user_id, "bot_id": self.bot_id, "app_id": self.app_id}
-        return {"url": f"{self.base_url}/", "team": "Fake Workspace", "user": "csv-analyst", **ids}
+        return {"url": f"{self.base_url}/", "team": self._acting.name, "user": "csv-analyst", **ids}
 
     def _m_apps_connections_open(self, p: dict[str, Any]) -> dict[str, Any]:
         ticket = uuid.uuid4().hex
@@ -1015,7 +1195,7 @@ class FakeSlack:
 
     def _m_files_info(self, p: dict[str, Any]) -> dict[str, Any]:
         f = self._files.get(str(p.get("file", "")))
-        if f is None:
+        if f is None or f.obj.get("user_team") != self.team_id:
             raise _SlackError("file_not_found")
         if f.obj.get("mode") == "tombstone":
             raise _SlackError("file_deleted")
@@ -1120,7 +1300,7 @@ class FakeSlack:
 
     def _channel(self, channel: Any) -> _Channel:
         ch = self._channels.get(str(channel or ""))
-        if ch is None:
+        if ch is None or ch.team_id != self.team_id:
             raise _SlackError("channel_not_found")
         return ch
 

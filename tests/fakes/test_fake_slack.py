@@ -542,3 +542,47 @@ async def test_socket_redelivers_when_not_acked() -> None:
             await ws.send_json({"envelope_id": second["envelope_id"]})
             await slack.wait_delivered()
             assert list(slack.acks) == [second["envelope_id"]]
+
+
+async def test_workspaces_have_their_own_tokens_and_oauth_installs_them(
+    slack: FakeSlack, client: AsyncWebClient
+) -> None:
+    slack.add_team("T2", name="Second", bot_user_id="UBOT2", bot_id="B2")
+    with slack.as_team("T2"):
+        slack.add_channel("C2")
+        file = slack.add_file(name="two.csv", content=b"a\n1\n")
+    assert slack.token_of("T2") is None, "not installed until OAuth"
+
+    # Client id and secret as slack_sdk sends them (Basic auth); a code works once.
+    oauth = AsyncWebClient(base_url=slack.api_url)
+    code = slack.issue_code("T2")
+    assert (
+        await api_error(oauth.oauth_v2_access(client_id=slack.client_id, client_secret="wrong", code=code))
+    ).response["error"] == "bad_client_secret"
+    granted = await oauth.oauth_v2_access(client_id=slack.client_id, client_secret=slack.client_secret, code=code)
+    assert granted["team"] == {"id": "T2", "name": "Second"} and granted["bot_user_id"] == "UBOT2"
+    token = granted["access_token"]
+    assert token.startswith("xoxb-") and token == slack.token_of("T2") != slack.bot_token
+    again = oauth.oauth_v2_access(client_id=slack.client_id, client_secret=slack.client_secret, code=code)
+    assert (await api_error(again)).response["error"] == "invalid_code"
+
+    # Each token acts in its own workspace only.
+    second = AsyncWebClient(token=token, base_url=slack.api_url)
+    assert (await second.auth_test())["team_id"] == "T2" and (await client.auth_test())["team_id"] == "T1"
+    assert (await api_error(client.chat_postMessage(channel="C2", text="x"))).response["error"] == "channel_not_found"
+    assert (await api_error(second.files_info(file="F00000000"))).response["error"] == "file_not_found"
+    assert (await second.files_info(file=file["id"]))["file"]["user_team"] == "T2"
+    async with aiohttp.ClientSession() as http:
+        url = file["url_private_download"]
+        async with http.get(url, headers={"Authorization": f"Bearer {slack.bot_token}"}) as resp:
+            assert resp.content_type == "text/html", "another workspace's token is not signed in here"
+        async with http.get(url, headers={"Authorization": f"Bearer {token}"}) as resp:
+            assert await resp.read() == b"a\n1\n"
+
+    # Uninstall: the token is revoked and the events carry the workspace.
+    slack.http_events_url = "http://127.0.0.1:9/slack/events"  # nothing listens: deliveries are only recorded
+    await slack.uninstall("T2")
+    assert (await api_error(second.auth_test())).response["error"] == "token_revoked"
+    kinds = [(e["team_id"], e["event"]["type"]) for e in slack.events[-2:]]
+    assert kinds == [("T2", "tokens_revoked"), ("T2", "app_uninstalled")]
+    assert slack.events[-2]["event"]["tokens"] == {"oauth": [], "bot": ["UBOT2"]}
