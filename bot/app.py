@@ -6,13 +6,16 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import openai
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_bolt.adapter.socket_mode.async_internals import run_async_bolt_app, send_async_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -20,6 +23,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
+from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.analysis.startup import check_model
@@ -33,7 +37,11 @@ from bot.governance.forget import ThreadForget
 from bot.governance.pricing import Pricing
 from bot.governance.retention import Forgetter, RetentionSweeper
 from bot.i18n import Language
+from bot.ops import metrics as ops_metrics
+from bot.ops.health import Readiness, database_check, health_app
+from bot.ops.metrics import Metrics
 from bot.slack import listeners
+from bot.slack.client import CountingWebClient
 from bot.slack.notices import ThreadNotices
 from bot.slack.startup import BotIdentity, socket_mode_url
 from bot.store import Store
@@ -57,7 +65,7 @@ def build_slack_client(
     With `session` all calls share its connection pool (without one, slack_sdk opens a new
     connection, and TLS handshake, for every call).
     """
-    return AsyncWebClient(
+    return CountingWebClient(
         token=settings.slack_bot_token if with_token else None,
         base_url=settings.slack_api_url,
         session=session,
@@ -93,6 +101,7 @@ class Bot:
     notices: ThreadNotices
     forgets: ThreadForget
     sweeper: RetentionSweeper
+    metrics: Metrics
 
     async def resume_unfinished(self) -> int:
         """Claim and queue the unfinished turns that no live process holds; returns how many.
@@ -174,6 +183,8 @@ async def build_bot(
         budgets=BudgetGuard(settings.budgets, spending=UsageLedger(db.engine)),
     )
     scheduler = TurnScheduler(conductor.run, max_concurrent=settings.max_concurrent_turns)
+    metrics = Metrics()
+    metrics.track_turns(in_progress=lambda: scheduler.running_count, waiting=lambda: scheduler.waiting_count)
     identity = BotIdentity(slack)
 
     # A plain function: Bolt passes arguments by their names (and would pass a method its `self`).
@@ -213,24 +224,57 @@ async def build_bot(
         sweeper=RetentionSweeper(
             forgetter, retention_days=settings.retention_days, interval_s=settings.retention_sweep_s
         ),
+        metrics=metrics,
     )
 
 
-def http_app(bot: Bot) -> web.Application:
-    """HTTP mode: Slack events at `POST /slack/events`, readiness at `GET /healthz`."""
+def readiness(bot: Bot, *, stop: asyncio.Event, socket_handler: AsyncSocketModeHandler | None = None) -> Readiness:
+    """What `/readyz` checks: not stopping, the database answers, and Slack (the Socket Mode connection, or
+    in HTTP mode the bot token accepted by auth.test at start)."""
+
+    async def slack_ok() -> bool:
+        if socket_handler is not None:
+            return bool(await socket_handler.client.is_connected())
+        return bot.identity.known
+
+    return Readiness(
+        stopping=lambda: stop.is_set() or not bot.scheduler.accepting,
+        database=database_check(bot.store.engine),
+        slack=slack_ok,
+        slack_check="socket_mode" if socket_handler is not None else "auth_test",
+    )
+
+
+def http_app(bot: Bot, ready: Readiness) -> web.Application:
+    """HTTP mode: Slack events at `POST /slack/events`, plus `/healthz`, `/readyz` and `/metrics`."""
 
     async def events(request: web.Request) -> web.Response:
+        received = time.perf_counter()
         bolt_response = await bot.app.async_dispatch(await to_bolt_request(request))
-        return await to_aiohttp_response(bolt_response)
+        response = await to_aiohttp_response(bolt_response)
+        if 200 <= response.status < 300:
+            bot.metrics.ack.observe(time.perf_counter() - received)
+        return response
 
-    async def healthz(_request: web.Request) -> web.Response:
-        if not bot.scheduler.accepting:
-            return web.json_response({"ok": False, "status": "stopping"}, status=503)
-        return web.json_response({"ok": True})
-
-    web_app = web.Application()
-    web_app.add_routes([web.post("/slack/events", events), web.get("/healthz", healthz)])
+    web_app = health_app(ready, bot.metrics)
+    web_app.add_routes([web.post("/slack/events", events)])
     return web_app
+
+
+class _TimedSocketModeHandler(AsyncSocketModeHandler):
+    """Bolt's handler, timing envelope received -> ack sent. Bolt acks only a successful (200) dispatch;
+    otherwise nothing is sent and Slack delivers the envelope again."""
+
+    def __init__(self, app: AsyncApp, app_token: str, *, metrics: Metrics) -> None:
+        super().__init__(app, app_token)
+        self._metrics = metrics
+
+    async def handle(self, client: Any, req: SocketModeRequest) -> None:
+        received = time.perf_counter()
+        bolt_response = await run_async_bolt_app(self.app, req)
+        await send_async_response(client, req, bolt_response, time.time())
+        if bolt_response.status == 200:
+            self._metrics.ack.observe(time.perf_counter() - received)
 
 
 async def serve(bot: Bot, *, stop: asyncio.Event, host: str = "0.0.0.0") -> None:
@@ -239,6 +283,8 @@ async def serve(bot: Bot, *, stop: asyncio.Event, host: str = "0.0.0.0") -> None
     Raises `ConfigError` when Slack rejects a token or OpenAI the key or model, and its subclass
     `ServiceUnreachable` when either cannot be reached; every client is closed first.
     """
+    # Everything started from here (transports, turns, keepers) counts into this bot's registry.
+    ops_metrics.use(bot.metrics)
     try:
         await bot.identity.check()
         await check_model(bot.openai_client, model=bot.settings.openai_model)
@@ -254,7 +300,7 @@ async def serve(bot: Bot, *, stop: asyncio.Event, host: str = "0.0.0.0") -> None
     sweeps = asyncio.create_task(bot.sweeper.run(), name="retention-sweep")
     try:
         if bot.settings.socket_mode:
-            await _serve_socket_mode(bot, stop)
+            await _serve_socket_mode(bot, stop, host)
         else:
             await _serve_http(bot, stop, host)
     finally:
@@ -265,10 +311,18 @@ async def serve(bot: Bot, *, stop: asyncio.Event, host: str = "0.0.0.0") -> None
         await bot.close()
 
 
-async def _serve_socket_mode(bot: Bot, stop: asyncio.Event) -> None:
+async def _serve_socket_mode(bot: Bot, stop: asyncio.Event, host: str) -> None:
     assert bot.settings.slack_app_token is not None
-    handler = AsyncSocketModeHandler(bot.app, bot.settings.slack_app_token)
+    handler = _TimedSocketModeHandler(bot.app, bot.settings.slack_app_token, metrics=bot.metrics)
+    health: web.AppRunner | None = None
     try:
+        if bot.settings.health_port is not None:
+            health = await _listen(
+                health_app(readiness(bot, stop=stop, socket_handler=handler), bot.metrics),
+                host,
+                bot.settings.health_port,
+            )
+            log.info("health, readiness and metrics on %s:%d", host, bot.settings.health_port)
         # The first URL is asked here, so a rejected app token stops the bot with one clear line.
         handler.client.wss_uri = await socket_mode_url(bot.app.client, app_token=bot.settings.slack_app_token)
         await handler.connect_async()  # type: ignore[no-untyped-call]
@@ -277,16 +331,26 @@ async def _serve_socket_mode(bot: Bot, stop: asyncio.Event) -> None:
     finally:
         with contextlib.suppress(Exception):
             await handler.close_async()  # type: ignore[no-untyped-call]
+        if health is not None:
+            await health.cleanup()
+
+
+async def _listen(web_app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(web_app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner
 
 
 async def _serve_http(bot: Bot, stop: asyncio.Event, host: str) -> None:
-    runner = web.AppRunner(http_app(bot), handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, host, bot.settings.port)
-    await site.start()
+    runner = await _listen(http_app(bot, readiness(bot, stop=stop)), host, bot.settings.port)
     log.info("listening for Slack events on %s:%d/slack/events", host, bot.settings.port)
     try:
         await stop.wait()
     finally:
-        await site.stop()
         await runner.cleanup()
