@@ -245,10 +245,16 @@ def readiness(bot: Bot, *, stop: asyncio.Event, socket_handler: AsyncSocketModeH
     )
 
 
-def http_app(bot: Bot, ready: Readiness) -> web.Application:
-    """HTTP mode: Slack events at `POST /slack/events`, plus `/healthz`, `/readyz` and `/metrics`."""
+def http_app(bot: Bot, ready: Readiness, *, stop: asyncio.Event) -> web.Application:
+    """HTTP mode: Slack events at `POST /slack/events`, plus `/healthz`, `/readyz` and `/metrics`.
+
+    Once `stop` is set events are answered 503, so Slack retries them (on another replica, or after the
+    restart) rather than handing them to a process that is closing.
+    """
 
     async def events(request: web.Request) -> web.Response:
+        if stop.is_set():
+            return web.json_response({"ok": False, "status": "stopping"}, status=503)
         received = time.perf_counter()
         bolt_response = await bot.app.async_dispatch(await to_bolt_request(request))
         response = await to_aiohttp_response(bolt_response)
@@ -280,6 +286,8 @@ class _TimedSocketModeHandler(AsyncSocketModeHandler):
 async def serve(bot: Bot, *, stop: asyncio.Event, host: str = "0.0.0.0") -> None:
     """Run the configured transport until `stop` is set, then shut down in order.
 
+    The HTTP listener (events and operating endpoints on `PORT`, or only the latter on `HEALTH_PORT` in
+    Socket Mode) stays up until the bot is closed, answering `/readyz` 503 from the moment `stop` is set.
     Raises `ConfigError` when Slack rejects a token or OpenAI the key or model, and its subclass
     `ServiceUnreachable` when either cannot be reached; every client is closed first.
     """
@@ -296,33 +304,40 @@ async def serve(bot: Bot, *, stop: asyncio.Event, host: str = "0.0.0.0") -> None
     # burst of events does not meet a full collection.
     gc.collect()
     gc.freeze()
+    handler = (
+        _TimedSocketModeHandler(bot.app, bot.settings.slack_app_token, metrics=bot.metrics)
+        if bot.settings.slack_app_token is not None
+        else None
+    )
+    ready = readiness(bot, stop=stop, socket_handler=handler)
+    listener: web.AppRunner | None = None
     leases = asyncio.create_task(bot.keep_leases(), name="turn-leases")
     sweeps = asyncio.create_task(bot.sweeper.run(), name="retention-sweep")
     try:
-        if bot.settings.socket_mode:
-            await _serve_socket_mode(bot, stop, host)
+        if handler is None:
+            listener = await _listen(http_app(bot, ready, stop=stop), host, bot.settings.port)
+            log.info("listening for Slack events on %s:%d/slack/events", host, bot.settings.port)
+            await stop.wait()
         else:
-            await _serve_http(bot, stop, host)
+            if bot.settings.health_port is not None:
+                listener = await _listen(health_app(ready, bot.metrics), host, bot.settings.health_port)
+                log.info("health, readiness and metrics on %s:%d", host, bot.settings.health_port)
+            await _serve_socket_mode(bot, handler, stop)
     finally:
         for task in (sweeps, leases):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await bot.close()
+        try:
+            await bot.close()
+        finally:
+            if listener is not None:
+                await listener.cleanup()
 
 
-async def _serve_socket_mode(bot: Bot, stop: asyncio.Event, host: str) -> None:
+async def _serve_socket_mode(bot: Bot, handler: AsyncSocketModeHandler, stop: asyncio.Event) -> None:
     assert bot.settings.slack_app_token is not None
-    handler = _TimedSocketModeHandler(bot.app, bot.settings.slack_app_token, metrics=bot.metrics)
-    health: web.AppRunner | None = None
     try:
-        if bot.settings.health_port is not None:
-            health = await _listen(
-                health_app(readiness(bot, stop=stop, socket_handler=handler), bot.metrics),
-                host,
-                bot.settings.health_port,
-            )
-            log.info("health, readiness and metrics on %s:%d", host, bot.settings.health_port)
         # The first URL is asked here, so a rejected app token stops the bot with one clear line.
         handler.client.wss_uri = await socket_mode_url(bot.app.client, app_token=bot.settings.slack_app_token)
         await handler.connect_async()  # type: ignore[no-untyped-call]
@@ -331,8 +346,6 @@ async def _serve_socket_mode(bot: Bot, stop: asyncio.Event, host: str) -> None:
     finally:
         with contextlib.suppress(Exception):
             await handler.close_async()  # type: ignore[no-untyped-call]
-        if health is not None:
-            await health.cleanup()
 
 
 async def _listen(web_app: web.Application, host: str, port: int) -> web.AppRunner:
@@ -345,12 +358,3 @@ async def _listen(web_app: web.Application, host: str, port: int) -> web.AppRunn
         await runner.cleanup()
         raise
     return runner
-
-
-async def _serve_http(bot: Bot, stop: asyncio.Event, host: str) -> None:
-    runner = await _listen(http_app(bot, readiness(bot, stop=stop)), host, bot.settings.port)
-    log.info("listening for Slack events on %s:%d/slack/events", host, bot.settings.port)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
