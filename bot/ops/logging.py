@@ -25,11 +25,21 @@ from bot.domain import ThreadKey
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 REDACTED = "[redacted]"
 CONTEXT_FIELDS = ("team", "channel", "thread_ts", "turn_id", "openai_request_id")
-# Slack bot/user/app tokens and OpenAI keys (sk-…, sk-proj-…), wherever they appear in a line.
-SECRET_PATTERN = re.compile(r"\b(?:xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+|sk-[A-Za-z0-9_-]+)")
-# Third-party request logs at DEBUG carry request bodies (a question, a file being uploaded): these
-# loggers never go below WARNING, whatever LOG_LEVEL says.
-QUIET_LOGGERS = ("slack_sdk", "slack_bolt", "httpx", "httpx2", "openai", "aiohttp.access")
+# Slack bot/user/app tokens and OpenAI keys (sk-…, sk-proj-…: long), wherever they appear in a line.
+SECRET_PATTERN = re.compile(r"(?<![A-Za-z0-9_-])(?:xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+|sk-[A-Za-z0-9_-]{16,})")
+# Third-party DEBUG records carry request bodies and SQL parameters (a question, a file being
+# uploaded, a file's profile): these loggers never go below WARNING, whatever LOG_LEVEL says.
+QUIET_LOGGERS = (
+    "slack_sdk",
+    "slack_bolt",
+    "httpx",
+    "httpx2",
+    "openai",
+    "aiohttp.access",
+    "aiosqlite",
+    "sqlalchemy.engine",
+    "asyncpg",
+)
 
 _fields: dict[str, contextvars.ContextVar[str | None]] = {
     name: contextvars.ContextVar(f"log_{name}", default=None) for name in CONTEXT_FIELDS
@@ -75,6 +85,16 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class QuietLibraries(logging.Filter):
+    """Drops records below WARNING from `QUIET_LOGGERS` and their children, also from loggers that set
+    their own level (Bolt's `slack_bolt.AsyncApp` follows the root level and logs whole event payloads)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.WARNING:
+            return True
+        return not any(record.name == name or record.name.startswith(name + ".") for name in QUIET_LOGGERS)
+
+
 class Redactor(logging.Filter):
     """Replaces secrets in the message, its arguments and exception and stack text of every record."""
 
@@ -107,10 +127,11 @@ class Redactor(logging.Filter):
 
 
 def json_formatter() -> logging.Formatter:
+    """`time` (ISO 8601, UTC, microseconds), `level`, `logger`, `message`, then any context fields."""
     return JsonFormatter(
-        "%(asctime)s %(levelname)s %(name)s %(message)s",
-        rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
-        datefmt="%Y-%m-%dT%H:%M:%S%z",
+        "%(levelname)s %(name)s %(message)s",
+        rename_fields={"levelname": "level", "name": "logger"},
+        timestamp="time",
     )
 
 
@@ -118,6 +139,7 @@ def setup(*, level: str, log_format: str = "text", secrets: Iterable[str | None]
     """Configure the root logger for the process: one stream handler (stderr), redacting, with context."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(json_formatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(QuietLibraries())
     handler.addFilter(ContextFilter())
     handler.addFilter(Redactor(secrets))
     root = logging.getLogger()
