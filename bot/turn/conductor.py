@@ -79,7 +79,8 @@ async def _until_recorded(what: str, call: Callable[[], Awaitable[_T]]) -> _T:
 
 
 def _count(usage: Usage, *, outcome: str, duration_s: float | None) -> None:
-    """A finished turn in the process's metrics (tokens are billed whichever process records it)."""
+    """A turn this process recorded as finished, in its metrics (a turn another process took over counts
+    there, so replicas' sums count each turn once)."""
     m = metrics.current()
     m.turns.labels(outcome=outcome).inc()
     if duration_s is not None:
@@ -230,10 +231,10 @@ class Conductor:
         held = await _until_recorded(
             f"finish turn {turn.id}", lambda: self._store.finish_turn(turn.id, **counts, **outcome)
         )
-        _count(usage, outcome=str(outcome.get("outcome")), duration_s=outcome.get("duration_s"))
         if not held:
             log.warning("turn %s was taken over by another process before it was recorded here", turn.id)
             return None
+        _count(usage, outcome=str(outcome.get("outcome")), duration_s=outcome.get("duration_s"))
         return cost
 
     async def _warn(self, turn: Turn, reply: ThreadReply, cost: float, lang: Language) -> None:
