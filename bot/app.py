@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ import openai
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_bolt.adapter.socket_mode.async_internals import run_async_bolt_app, send_async_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.http_retry.builtin_async_handlers import (
@@ -21,6 +23,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
+from slack_sdk.socket_mode.request import SocketModeRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.analysis.startup import check_model
@@ -34,7 +37,11 @@ from bot.governance.forget import ThreadForget
 from bot.governance.pricing import Pricing
 from bot.governance.retention import Forgetter, RetentionSweeper
 from bot.i18n import Language
+from bot.ops import metrics as ops_metrics
+from bot.ops.health import Readiness, database_check, health_app
+from bot.ops.metrics import Metrics
 from bot.slack import listeners
+from bot.slack.client import CountingWebClient
 from bot.slack.clients import SlackClients
 from bot.slack.notices import ThreadNotices
 from bot.slack.oauth import Installations, Uninstalls, installation_store, oauth_settings
@@ -60,7 +67,7 @@ def build_slack_client(
     With `session` all calls share its connection pool (without one, slack_sdk opens a new
     connection, and TLS handshake, for every call).
     """
-    return AsyncWebClient(
+    return CountingWebClient(
         token=token,
         base_url=settings.slack_api_url,
         session=session,
@@ -97,6 +104,7 @@ class Bot:
     forgets: ThreadForget
     sweeper: RetentionSweeper
     uninstalls: Uninstalls
+    metrics: Metrics
     installations: Installations | None = None
 
     async def resume_unfinished(self) -> int:
@@ -189,6 +197,8 @@ async def build_bot(
         budgets=BudgetGuard(settings.budgets, spending=UsageLedger(db.engine)),
     )
     scheduler = TurnScheduler(conductor.run, max_concurrent=settings.max_concurrent_turns)
+    metrics = Metrics()
+    metrics.track_turns(in_progress=lambda: scheduler.running_count, waiting=lambda: scheduler.waiting_count)
     app = AsyncApp(
         # Bolt copies this client per request and gives it the token from `authorize`.
         client=build_slack_client(settings, session=http),
@@ -234,6 +244,7 @@ async def build_bot(
         notices=notices,
         forgets=forgets,
         uninstalls=uninstalls,
+        metrics=metrics,
         installations=installations,
         sweeper=RetentionSweeper(
             forgetter, retention_days=settings.retention_days, interval_s=settings.retention_sweep_s
@@ -262,21 +273,44 @@ def _authorization(
     }
 
 
-def http_app(bot: Bot) -> web.Application:
-    """HTTP mode: Slack events at `POST /slack/events`, readiness at `GET /healthz`; in OAuth mode also
-    Bolt's "Add to Slack" page (`GET /slack/install`) and its redirect (`GET /slack/oauth_redirect`)."""
+def readiness(bot: Bot, *, stop: asyncio.Event, socket_handler: AsyncSocketModeHandler | None = None) -> Readiness:
+    """What `/readyz` checks: not stopping, the database answers, and Slack (the Socket Mode connection, or
+    in HTTP mode the bot token accepted by auth.test at start; in OAuth mode each workspace's token is checked
+    when its events arrive, so only the database and stopping count)."""
+
+    async def slack_ok() -> bool:
+        if socket_handler is not None:
+            return bool(await socket_handler.client.is_connected())
+        return bot.identity.known if bot.identity is not None else True
+
+    return Readiness(
+        stopping=lambda: stop.is_set() or not bot.scheduler.accepting,
+        database=database_check(bot.store.engine),
+        slack=slack_ok,
+        slack_check="socket_mode" if socket_handler is not None else "auth_test",
+    )
+
+
+def http_app(bot: Bot, ready: Readiness, *, stop: asyncio.Event) -> web.Application:
+    """HTTP mode: Slack events at `POST /slack/events`, plus `/healthz`, `/readyz` and `/metrics`; in OAuth
+    mode also Bolt's "Add to Slack" page (`GET /slack/install`) and its redirect (`GET /slack/oauth_redirect`).
+
+    Once `stop` is set events are answered 503, so Slack retries them (on another replica, or after the
+    restart) rather than handing them to a process that is closing.
+    """
 
     async def events(request: web.Request) -> web.Response:
-        bolt_response = await bot.app.async_dispatch(await to_bolt_request(request))
-        return await to_aiohttp_response(bolt_response)
-
-    async def healthz(_request: web.Request) -> web.Response:
-        if not bot.scheduler.accepting:
+        if stop.is_set():
             return web.json_response({"ok": False, "status": "stopping"}, status=503)
-        return web.json_response({"ok": True})
+        received = time.perf_counter()
+        bolt_response = await bot.app.async_dispatch(await to_bolt_request(request))
+        response = await to_aiohttp_response(bolt_response)
+        if 200 <= response.status < 300:
+            bot.metrics.ack.observe(time.perf_counter() - received)
+        return response
 
-    web_app = web.Application()
-    web_app.add_routes([web.post("/slack/events", events), web.get("/healthz", healthz)])
+    web_app = health_app(ready, bot.metrics)
+    web_app.add_routes([web.post("/slack/events", events)])
     if (flow := bot.app.oauth_flow) is not None:
 
         async def install(request: web.Request) -> web.Response:
@@ -289,12 +323,32 @@ def http_app(bot: Bot) -> web.Application:
     return web_app
 
 
+class _TimedSocketModeHandler(AsyncSocketModeHandler):
+    """Bolt's handler, timing envelope received -> ack sent. Bolt acks only a successful (200) dispatch;
+    otherwise nothing is sent and Slack delivers the envelope again."""
+
+    def __init__(self, app: AsyncApp, app_token: str, *, metrics: Metrics) -> None:
+        super().__init__(app, app_token)
+        self._metrics = metrics
+
+    async def handle(self, client: Any, req: SocketModeRequest) -> None:
+        received = time.perf_counter()
+        bolt_response = await run_async_bolt_app(self.app, req)
+        await send_async_response(client, req, bolt_response, time.time())
+        if bolt_response.status == 200:
+            self._metrics.ack.observe(time.perf_counter() - received)
+
+
 async def serve(bot: Bot, *, stop: asyncio.Event, host: str = "0.0.0.0") -> None:
     """Run the configured transport until `stop` is set, then shut down in order.
 
+    The HTTP listener (events and operating endpoints on `PORT`, or only the latter on `HEALTH_PORT` in
+    Socket Mode) stays up until the bot is closed, answering `/readyz` 503 from the moment `stop` is set.
     Raises `ConfigError` when Slack rejects a token or OpenAI the key or model, and its subclass
     `ServiceUnreachable` when either cannot be reached; every client is closed first.
     """
+    # Everything started from here (transports, turns, keepers) counts into this bot's registry.
+    ops_metrics.use(bot.metrics)
     try:
         if bot.identity is not None:
             await bot.identity.check()
@@ -307,24 +361,39 @@ async def serve(bot: Bot, *, stop: asyncio.Event, host: str = "0.0.0.0") -> None
     # burst of events does not meet a full collection.
     gc.collect()
     gc.freeze()
+    handler = (
+        _TimedSocketModeHandler(bot.app, bot.settings.slack_app_token, metrics=bot.metrics)
+        if bot.settings.slack_app_token is not None
+        else None
+    )
+    ready = readiness(bot, stop=stop, socket_handler=handler)
+    listener: web.AppRunner | None = None
     leases = asyncio.create_task(bot.keep_leases(), name="turn-leases")
     sweeps = asyncio.create_task(bot.sweeper.run(), name="retention-sweep")
     try:
-        if bot.settings.socket_mode:
-            await _serve_socket_mode(bot, stop)
+        if handler is None:
+            listener = await _listen(http_app(bot, ready, stop=stop), host, bot.settings.port)
+            log.info("listening for Slack events on %s:%d/slack/events", host, bot.settings.port)
+            await stop.wait()
         else:
-            await _serve_http(bot, stop, host)
+            if bot.settings.health_port is not None:
+                listener = await _listen(health_app(ready, bot.metrics), host, bot.settings.health_port)
+                log.info("health, readiness and metrics on %s:%d", host, bot.settings.health_port)
+            await _serve_socket_mode(bot, handler, stop)
     finally:
         for task in (sweeps, leases):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await bot.close()
+        try:
+            await bot.close()
+        finally:
+            if listener is not None:
+                await listener.cleanup()
 
 
-async def _serve_socket_mode(bot: Bot, stop: asyncio.Event) -> None:
+async def _serve_socket_mode(bot: Bot, handler: AsyncSocketModeHandler, stop: asyncio.Event) -> None:
     assert bot.settings.slack_app_token is not None
-    handler = AsyncSocketModeHandler(bot.app, bot.settings.slack_app_token)
     try:
         # The first URL is asked here, so a rejected app token stops the bot with one clear line.
         handler.client.wss_uri = await socket_mode_url(bot.app.client, app_token=bot.settings.slack_app_token)
@@ -336,14 +405,13 @@ async def _serve_socket_mode(bot: Bot, stop: asyncio.Event) -> None:
             await handler.close_async()  # type: ignore[no-untyped-call]
 
 
-async def _serve_http(bot: Bot, stop: asyncio.Event, host: str) -> None:
-    runner = web.AppRunner(http_app(bot), handle_signals=False)
+async def _listen(web_app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(web_app, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, host, bot.settings.port)
-    await site.start()
-    log.info("listening for Slack events on %s:%d/slack/events", host, bot.settings.port)
+    site = web.TCPSite(runner, host, port)
     try:
-        await stop.wait()
-    finally:
-        await site.stop()
+        await site.start()
+    except BaseException:
         await runner.cleanup()
+        raise
+    return runner

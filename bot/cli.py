@@ -46,13 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"configuration error: {err}", file=sys.stderr)
         return EXIT_CONFIG
-    logging.basicConfig(
+    from bot.ops.logging import setup as setup_logging
+
+    setup_logging(
         level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        log_format=settings.log_format,
+        secrets=(
+            settings.slack_bot_token,
+            settings.slack_app_token,
+            settings.slack_signing_secret,
+            settings.openai_api_key,
+        ),
     )
-    # Third-party request logs can carry URLs with tokens; keep them quiet.
-    for noisy in ("slack_sdk", "slack_bolt", "httpx2", "openai", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(settings.log_level)))
     if args.check_config:
         mode = "Socket Mode" if settings.socket_mode else f"HTTP mode on port {settings.port}"
         print(f"configuration ok: {mode}, model {settings.openai_model}")

@@ -33,6 +33,7 @@ If the data cannot answer the question, say so and suggest what would.
 
 
 FOLLOW_UP_MODES = ("anyone", "participants", "mention")
+LOG_FORMATS = ("text", "json")
 DEFAULT_RETENTION_DAYS = 30.0
 DEFAULT_RETENTION_SWEEP_S = 3600
 _SLACK_ID = re.compile(r"^[A-Z0-9]{2,32}$")
@@ -123,6 +124,8 @@ class Settings:
     budgets: Budgets = field(default_factory=Budgets)
     retention_days: float = DEFAULT_RETENTION_DAYS  # 0: keep everything
     retention_sweep_s: int = DEFAULT_RETENTION_SWEEP_S
+    health_port: int | None = None  # Socket Mode: serve /healthz, /readyz, /metrics here (None: nothing listens)
+    log_format: str = "text"  # one of LOG_FORMATS
 
     @property
     def socket_mode(self) -> bool:
@@ -215,6 +218,10 @@ class Settings:
         log_level = (get("LOG_LEVEL") or "INFO").upper()
         if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
             raise ConfigError("LOG_LEVEL", "must be one of DEBUG, INFO, WARNING, ERROR")
+        log_format = (get("LOG_FORMAT") or "text").lower()
+        if log_format not in LOG_FORMATS:
+            raise ConfigError("LOG_FORMAT", f"must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
+        health_port = get("HEALTH_PORT")
 
         return cls(
             slack_bot_token=bot_token or "",
@@ -256,6 +263,8 @@ class Settings:
             retention_sweep_s=_int(
                 get("RETENTION_SWEEP_S"), "RETENTION_SWEEP_S", DEFAULT_RETENTION_SWEEP_S, low=1, high=7 * 86400
             ),
+            health_port=None if health_port is None else _int(health_port, "HEALTH_PORT", 0, low=1, high=65535),
+            log_format=log_format,
         )
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from bot.i18n import Language, detect_language
@@ -89,6 +90,8 @@ class Turn:
     attempts: int = 0
     # The Slack messages of an answer that an earlier attempt started (to replace after a restart).
     answer_messages: tuple[str, ...] = ()
+    # time.monotonic() when this process accepted (or, after a restart, claimed) the turn.
+    accepted_at: float = field(default_factory=time.monotonic, compare=False)
 
     @property
     def language(self) -> Language:

@@ -20,6 +20,14 @@ def test_socket_mode_defaults() -> None:
     assert settings.slack_api_url == "https://slack.com/api/"
     assert settings.instructions == DEFAULT_INSTRUCTIONS
     assert settings.file_size_limit_bytes == 512 * 1024 * 1024
+    assert settings.health_port is None
+    assert settings.log_format == "text"
+
+
+def test_health_port_and_json_logs() -> None:
+    settings = Settings.from_env({**SOCKET, "HEALTH_PORT": "9100", "LOG_FORMAT": "JSON"})
+    assert settings.health_port == 9100
+    assert settings.log_format == "json"
 
 
 def test_http_mode_needs_signing_secret() -> None:
@@ -45,6 +53,9 @@ def test_http_mode_needs_signing_secret() -> None:
         pytest.param({"SLACK_API_URL": "slack.com/api"}, "SLACK_API_URL", id="api-url-without-scheme"),
         pytest.param({"FILE_SIZE_LIMIT_MB": "1024"}, "FILE_SIZE_LIMIT_MB", id="file-limit-above-openai"),
         pytest.param({"BOT_INSTRUCTIONS_FILE": "/nonexistent/x.md"}, "BOT_INSTRUCTIONS_FILE", id="missing-file"),
+        pytest.param({"HEALTH_PORT": "health"}, "HEALTH_PORT", id="health-port-not-a-number"),
+        pytest.param({"HEALTH_PORT": "0"}, "HEALTH_PORT", id="health-port-out-of-range"),
+        pytest.param({"LOG_FORMAT": "xml"}, "LOG_FORMAT", id="unknown-log-format"),
     ],
 )
 def test_bad_values_name_the_variable(override: dict[str, str], variable: str) -> None:

@@ -19,6 +19,7 @@ from bot.errors import (
     OpenAIUnavailable,
     ResponseFailed,
 )
+from bot.ops import metrics
 
 
 def is_conversation_locked(exc: BaseException) -> bool:
@@ -34,6 +35,7 @@ def convert(exc: openai.OpenAIError) -> BotError:
     """Our error for an SDK exception, carrying the request id for the log and the user message."""
     request_id = getattr(exc, "request_id", None)
     detail = f"{exc.__class__.__name__}: {getattr(exc, 'message', str(exc))}"
+    _count(exc)
     if isinstance(exc, openai.APITimeoutError | openai.APIConnectionError):
         return OpenAIUnavailable(detail, request_id=request_id)
     if not isinstance(exc, openai.APIStatusError):
@@ -56,6 +58,7 @@ def convert(exc: openai.OpenAIError) -> BotError:
 
 def stream_error(code: str | None, message: str, *, request_id: str | None, response_id: str = "") -> BotError:
     """Our error for a `response.failed` or `error` event of a streamed response."""
+    metrics.current().openai_errors.labels(code=code or "unknown").inc()
     if code == "rate_limit_exceeded":
         return OpenAIRateLimited(f"{code}: {message}", request_id=request_id)
     if code == "insufficient_quota":
@@ -64,3 +67,16 @@ def stream_error(code: str | None, message: str, *, request_id: str | None, resp
         return ContainerExpired(message, request_id=request_id)
     suffix = f" ({response_id})" if response_id else ""
     return ResponseFailed(f"{code or 'unknown'}: {message}{suffix}", request_id=request_id)
+
+
+def _count(exc: openai.OpenAIError) -> None:
+    """`openai_errors_total{code}`: OpenAI's code, else its type, else "connection" / "status_<n>"."""
+    if isinstance(exc, openai.APITimeoutError):
+        label = "timeout"
+    elif isinstance(exc, openai.APIConnectionError):
+        label = "connection"
+    elif isinstance(exc, openai.APIStatusError):
+        label = exc.code or getattr(exc, "type", None) or f"status_{exc.status_code}"
+    else:
+        label = exc.__class__.__name__
+    metrics.current().openai_errors.labels(code=str(label)).inc()

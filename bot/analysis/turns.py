@@ -13,6 +13,7 @@ import openai
 from bot.analysis.openai_errors import convert, is_conversation_locked, stream_error
 from bot.errors import OpenAIBusy, OpenAIRateLimited, OpenAIUnavailable
 from bot.events import FileCited, ImageOutput, Progress, StopReason, TextDelta, TurnDone, TurnEvent, Usage
+from bot.ops.logging import set_openai_request_id
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class TurnRunner:
         """
         stream = await self._open(conversation_id, container_id, input_text, metadata or {})
         request_id = _request_id(stream)
+        set_openai_request_id(request_id)
         try:
             async for event in self._events(stream, request_id):
                 yield event

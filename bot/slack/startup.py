@@ -45,6 +45,11 @@ class BotIdentity:
                     )
         return self._result
 
+    @property
+    def known(self) -> bool:
+        """True once Slack accepted the bot token (auth.test answered)."""
+        return self._result is not None
+
     async def check(self) -> None:
         """Ask Slack once at start-up. Raises `ConfigError` for a rejected bot token and
         `ServiceUnreachable` when Slack's Web API cannot be reached."""

@@ -23,6 +23,8 @@ from bot.events import TurnDone, Usage
 from bot.governance.budgets import BudgetGuard
 from bot.governance.pricing import Pricing
 from bot.i18n import Language, t
+from bot.ops import metrics
+from bot.ops.logging import turn_context
 from bot.slack.clients import SlackClients
 from bot.slack.reply import ThreadReply, feedback_blocks
 from bot.store import Store
@@ -77,6 +79,22 @@ async def _until_recorded(what: str, call: Callable[[], Awaitable[_T]]) -> _T:
             await asyncio.sleep(delay)
 
 
+def _count(usage: Usage, *, outcome: str, duration_s: float | None) -> None:
+    """A turn this process recorded as finished, in its metrics (a turn another process took over counts
+    there, so replicas' sums count each turn once)."""
+    m = metrics.current()
+    m.turns.labels(outcome=outcome).inc()
+    if duration_s is not None:
+        m.turn_duration.observe(duration_s)
+    for kind, tokens in (
+        ("input", usage.input_tokens),
+        ("cached_input", usage.cached_input_tokens),
+        ("output", usage.output_tokens),
+        ("reasoning", usage.reasoning_tokens),
+    ):
+        m.openai_tokens.labels(kind=kind).inc(tokens)
+
+
 class Conductor:
     """Answers turns. `run(turn)` never raises for problems a user can meet; it reports them."""
 
@@ -103,6 +121,11 @@ class Conductor:
         self._outputs = OutputDelivery(store=store, workspace=workspace)
 
     async def run(self, turn: Turn, stop: StopSignal | None = None) -> None:
+        """Answer `turn` (see `_run`); its log records carry the turn's thread and id."""
+        with turn_context(thread=turn.thread, turn_id=turn.id):
+            await self._run(turn, stop)
+
+    async def _run(self, turn: Turn, stop: StopSignal | None = None) -> None:
         """Answer `turn` in its thread and record the outcome; the turn is then finished for good.
 
         The turn runs only if this process still holds its claim (`Store.start_turn`). Setting `stop`
@@ -123,6 +146,8 @@ class Conductor:
             return
 
         async def remember_answer_messages(message_ts: Sequence[str]) -> None:
+            if len(message_ts) == 1:  # the first answer message just opened: its text is visible
+                metrics.current().first_text.observe(time.monotonic() - turn.accepted_at)
             await self._store.set_answer_messages(turn.id, message_ts)
 
         reply = ThreadReply(
@@ -216,6 +241,7 @@ class Conductor:
         if not held:
             log.warning("turn %s was taken over by another process before it was recorded here", turn.id)
             return None
+        _count(usage, outcome=str(outcome.get("outcome")), duration_s=outcome.get("duration_s"))
         return cost
 
     async def _warn(self, turn: Turn, reply: ThreadReply, cost: float, lang: Language) -> None:

@@ -11,6 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.domain import Session, SharedFile, Turn
 from bot.errors import FileProblem, ThreadFileLimit
 from bot.i18n import Language, t
+from bot.ops import metrics
 from bot.slack.history import earlier_thread_files
 from bot.slack.reply import ThreadReply
 from bot.store import Store
@@ -119,6 +120,7 @@ class FilesIn:
                 brought, duplicate = await self._intake.bring(file, slack=slack, known=by_digest, upload_name=name)
             except FileProblem as problem:
                 log.warning("file %s (%s) refused: %s", file.id, problem.filename, problem.detail)
+                metrics.current().files.labels(result="refused_" + problem.message_key.removeprefix("file.")).inc()
                 await reply.notice(t(problem.message_key, lang, **problem.params))
                 result.refused += 1
                 continue
@@ -126,6 +128,7 @@ class FilesIn:
                 origin = provenance(shared, renamed=name != file.name)
                 brought = replace(brought, description=f"{origin}; {brought.description}")
             await self._store.add_thread_file(turn.thread, brought)
+            metrics.current().files.labels(result="taken").inc()
             if not duplicate:
                 result.new_ids.add(file.id)
                 result.uploaded_bytes += brought.size_bytes

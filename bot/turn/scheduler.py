@@ -37,6 +37,7 @@ class TurnScheduler:
         self._stops: dict[ThreadKey, StopSignal] = {}
         self._running: dict[ThreadKey, int] = {}
         self._slots = asyncio.Semaphore(max_concurrent)
+        self._in_progress = 0
         self._closing = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -44,6 +45,16 @@ class TurnScheduler:
     @property
     def accepting(self) -> bool:
         return not self._closing
+
+    @property
+    def running_count(self) -> int:
+        """Turns running now (holding one of the `max_concurrent` slots)."""
+        return self._in_progress
+
+    @property
+    def waiting_count(self) -> int:
+        """Turns queued and not running: behind another turn of their thread, or waiting for a slot."""
+        return sum(len(queue) for queue in self._queues.values()) - self._in_progress
 
     def submit(self, turn: Turn) -> None:
         """Queue `turn` behind earlier turns of its thread. Ignored once `close()` started."""
@@ -113,7 +124,11 @@ class TurnScheduler:
                 self._running[thread] = turn.id
                 try:
                     async with self._slots:
-                        await self._run_turn(turn, stop)
+                        self._in_progress += 1
+                        try:
+                            await self._run_turn(turn, stop)
+                        finally:
+                            self._in_progress -= 1
                 except asyncio.CancelledError:
                     raise
                 except Exception:

@@ -1,0 +1,1 @@
+"""Operating the bot: health and readiness endpoints, Prometheus metrics, log setup."""
