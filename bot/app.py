@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 import openai
@@ -37,6 +37,7 @@ from bot.slack import listeners
 from bot.slack.notices import ThreadNotices
 from bot.slack.startup import BotIdentity, socket_mode_url
 from bot.store import Store
+from bot.store.replicas import ReplicaCoordinator
 from bot.store.usage import UsageLedger
 from bot.turn.conductor import Conductor
 from bot.turn.files_in import ThreadLimits
@@ -93,6 +94,20 @@ class Bot:
     notices: ThreadNotices
     forgets: ThreadForget
     sweeper: RetentionSweeper
+    # PostgreSQL only: per-thread locks, wake-ups and stops shared with the other replicas.
+    replicas: ReplicaCoordinator | None = None
+    _poke: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def on_replica_notice(self, kind: str, thread: ThreadKey | None) -> None:
+        """A NOTIFY from any replica (this one too): stop a thread's turn, or look for work now."""
+        if kind == "stop" and thread is not None:
+            if self.scheduler.stop(thread):
+                log.info("stop requested in %s (via another replica)", thread)
+        elif kind == "wake":
+            if thread is None:
+                self._poke.set()
+            else:
+                self.scheduler.wake(thread)
 
     async def resume_unfinished(self) -> int:
         """Claim and queue the unfinished turns that no live process holds; returns how many.
@@ -100,6 +115,12 @@ class Bot:
         These are turns released by a process that shut down cleanly, and the turns of a process that
         died (`kill -9`, a crash) once their leases ran out (`TURN_LEASE_S`), also one that ran on this host.
         """
+        if self.replicas is not None:
+            # Threads, not turns: the process that gets a thread's lock adopts its turns in order.
+            threads = await self.replicas.threads_with_work()
+            for thread in threads:
+                self.scheduler.wake(thread)
+            return len(threads)
         claimed = await self.store.claim_unfinished_turns()
         for turn in claimed:
             self.scheduler.submit(turn)
@@ -115,10 +136,15 @@ class Bot:
         """
         interval = self.store.lease_s / 3
         while True:
-            await asyncio.sleep(interval)
+            # Another replica's clean shutdown (NOTIFY) wakes this loop early; the interval is the safety net.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poke.wait(), interval)
+            self._poke.clear()
             try:
                 held = self.scheduler.held_turn_ids()
-                lost = held - await self.store.renew_leases(held)
+                renewed = await self.store.renew_leases(held)
+                # Turns that finished here while the renewal ran are not lost, only done.
+                lost = (held - renewed) & self.scheduler.held_turn_ids()
                 if lost:
                     log.warning("lost the claim on turn(s) %s; another process answers them", sorted(lost))
                     self.scheduler.abandon(lost)
@@ -136,6 +162,10 @@ class Bot:
         await self.notices.close()
         with contextlib.suppress(Exception):
             await self.store.release_leases()
+        if self.replicas is not None:
+            with contextlib.suppress(Exception):
+                await self.replicas.notify("wake")  # the other replicas take our turns over at once
+            await self.replicas.close()
         await self.openai_client.close()
         await self.store.close()
         await self.http.close()
@@ -173,7 +203,9 @@ async def build_bot(
         pricing=Pricing(settings.prices, container_memory_limit=settings.container_memory_limit),
         budgets=BudgetGuard(settings.budgets, spending=UsageLedger(db.engine)),
     )
-    scheduler = TurnScheduler(conductor.run, max_concurrent=settings.max_concurrent_turns)
+    # The one place the database decides how turns are ordered: PostgreSQL may be shared by replicas.
+    replicas = await ReplicaCoordinator.open(db) if db.engine.dialect.name == "postgresql" else None
+    scheduler = TurnScheduler(conductor.run, max_concurrent=settings.max_concurrent_turns, gate=replicas)
     identity = BotIdentity(slack)
 
     # A plain function: Bolt passes arguments by their names (and would pass a method its `self`).
@@ -193,13 +225,16 @@ async def build_bot(
     )
     notices = ThreadNotices(slack)
     forgetter = Forgetter(store=db.retention, workspace=workspace)
-    forgets = ThreadForget(forgetter=forgetter, scheduler=scheduler, notices=notices)
+    stop_elsewhere = replicas.stop_elsewhere if replicas is not None else None
+    forgets = ThreadForget(forgetter=forgetter, scheduler=scheduler, notices=notices, stop_elsewhere=stop_elsewhere)
 
     def forget(thread: ThreadKey, lang: Language, addressed: bool) -> None:
         forgets.request(thread, lang, addressed=addressed)
 
-    listeners.register(app, store=db, scheduler=scheduler, notices=notices, forget=forget)
-    return Bot(
+    listeners.register(
+        app, store=db, scheduler=scheduler, notices=notices, forget=forget, stop_elsewhere=stop_elsewhere
+    )
+    bot = Bot(
         settings=settings,
         app=app,
         store=db,
@@ -213,7 +248,11 @@ async def build_bot(
         sweeper=RetentionSweeper(
             forgetter, retention_days=settings.retention_days, interval_s=settings.retention_sweep_s
         ),
+        replicas=replicas,
     )
+    if replicas is not None:
+        replicas.on_notice = bot.on_replica_notice
+    return bot
 
 
 def http_app(bot: Bot) -> web.Application:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -89,6 +89,8 @@ def is_forget_request(incoming: Incoming) -> bool:
 
 # forget(thread, language, addressed): starts a forget and returns at once.
 ForgetRequest = Callable[[ThreadKey, Language, bool], None]
+# stop_elsewhere(thread): asks the other replicas to stop the thread's turn; False if none is unfinished.
+StopElsewhere = Callable[[ThreadKey], Awaitable[bool]]
 
 
 def register(
@@ -98,6 +100,7 @@ def register(
     scheduler: TurnScheduler,
     notices: ThreadNotices,
     forget: ForgetRequest | None = None,
+    stop_elsewhere: StopElsewhere | None = None,
 ) -> None:
     """All of the bot's Slack entry points."""
     handled_stops: OrderedDict[tuple[str, str, str], None] = OrderedDict()
@@ -116,6 +119,9 @@ def register(
             return
         if scheduler.stop(incoming.thread):
             log.info("stop requested in %s", incoming.thread)
+            return
+        if stop_elsewhere is not None and await stop_elsewhere(incoming.thread):
+            log.info("stop requested in %s, passed on to the replica running it", incoming.thread)
             return
         if await store.session(incoming.thread) is None:
             return  # not a thread of ours: the word was not addressed to the bot
