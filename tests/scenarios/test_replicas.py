@@ -16,7 +16,8 @@ from pathlib import Path
 
 import asyncpg
 
-from tests.conftest import answer_texts, bot_process, postgres_database
+from bot.domain import ThreadKey
+from tests.conftest import answer_texts, bot_process, postgres_database, run_bot
 from tests.fakes.openai_fake import FakeOpenAI, Script, _last_user_text
 from tests.fakes.slack import FakeSlack
 
@@ -118,3 +119,27 @@ async def test_three_replicas_answer_every_message_once_in_thread_order_through_
     assert all(n <= 2 for n in counts.values())
     # Only turns the killed process had started are asked again (their partial answers became a note).
     assert len(twice) <= 16, twice
+
+
+async def test_a_stop_that_reaches_another_replica_stops_the_turn_where_it_runs(
+    slack: FakeSlack, oai: FakeOpenAI, postgres_url: str
+) -> None:
+    hold = asyncio.Event()
+    oai.scripts.append(Script(text="a long analysis", hold=hold))
+    async with run_bot(slack, oai, postgres_url) as first, run_bot(slack, oai, postgres_url) as second:
+        ts = (await slack.user_posts(channel="C1", text="<@UBOT> analyse everything"))["ts"]
+        await oai.wait_for(lambda: oai.active_streams == 1)
+        bots = [first.bot, second.bot]
+        running = next(b for b in bots if b.scheduler.held_turn_ids())
+        other = next(b for b in bots if b is not running)
+        thread = ThreadKey("T1", "C1", ts)
+        # The stop word reached the replica that does not run the turn: it passes the stop on.
+        assert other.scheduler.stop(thread) is False
+        assert other.replicas is not None and await other.replicas.stop_elsewhere(thread)
+        await slack.wait_for(lambda: any("Stopped the analysis" in text for text in answer_texts(slack, "C1", ts)))
+        assert await running.scheduler.wait_idle(timeout=10)
+        hold.set()
+        assert await other.replicas.stop_elsewhere(thread) is False, "nothing is left to stop"
+
+    stopped = [text for text in answer_texts(slack, "C1", ts) if "Stopped the analysis" in text]
+    assert len(stopped) == 1
