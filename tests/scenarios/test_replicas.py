@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import re
 from collections import Counter
 from pathlib import Path
@@ -35,9 +34,8 @@ def acknowledged(slack: FakeSlack, ts: str) -> bool:
     return any(env["payload"]["event"].get("ts") == ts and env["envelope_id"] in slack.acks for env in slack.envelopes)
 
 
-async def post_thread(slack: FakeSlack, rng: random.Random, thread: int, roots: dict[int, str]) -> None:
+async def post_thread(slack: FakeSlack, thread: int, roots: dict[int, str]) -> None:
     """A person asking in one thread: a mention, then replies without one, each once the last was taken."""
-    await asyncio.sleep(rng.random() * 0.5)  # threads start spread out, like people
     root = await slack.user_posts(channel="C1", text=f"<@UBOT> {question(thread, 0)}")
     roots[thread] = root["ts"]
     await slack.wait_for(lambda: acknowledged(slack, root["ts"]), timeout=15)
@@ -78,14 +76,13 @@ async def test_three_replicas_answer_every_message_once_in_thread_order_through_
 ) -> None:
     # Answers take a moment (several stream events), so the kill lands on running turns.
     oai.default_script = lambda body: Script(text=f"Echo: {asked_in(body)}", delay_s=0.01)
-    rng = random.Random(7)
     roots: dict[int, str] = {}
     total = THREADS * MESSAGES_PER_THREAD
     async with postgres_database() as url, contextlib.AsyncExitStack() as stack:
         procs = [
             await stack.enter_async_context(bot_process(slack, oai, url, tmp_path / f"bot{i}.log")) for i in range(3)
         ]
-        posting = asyncio.gather(*(post_thread(slack, rng, t, roots) for t in range(THREADS)))
+        posting = asyncio.gather(*(post_thread(slack, t, roots) for t in range(THREADS)))
         await slack.wait_for(lambda: sum(asked(oai).values()) >= total // 3, timeout=60)
         procs[1].kill()  # kill -9 in the middle of the run
         await procs[1].wait()
