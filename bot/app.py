@@ -7,7 +7,7 @@ import contextlib
 import gc
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -47,6 +47,7 @@ from bot.slack.notices import ThreadNotices
 from bot.slack.oauth import Installations, Uninstalls, installation_store, oauth_settings
 from bot.slack.startup import BotIdentity, socket_mode_url
 from bot.store import Store
+from bot.store.replicas import ReplicaCoordinator
 from bot.store.usage import UsageLedger
 from bot.turn.conductor import Conductor
 from bot.turn.files_in import ThreadLimits
@@ -106,6 +107,20 @@ class Bot:
     uninstalls: Uninstalls
     metrics: Metrics
     installations: Installations | None = None
+    # PostgreSQL only: per-thread locks, wake-ups and stops shared with the other replicas.
+    replicas: ReplicaCoordinator | None = None
+    _poke: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def on_replica_notice(self, kind: str, thread: ThreadKey | None) -> None:
+        """A NOTIFY from any replica (this one too): stop a thread's turn, or look for work now."""
+        if kind == "stop" and thread is not None:
+            if self.scheduler.stop(thread):
+                log.info("stop requested in %s (via another replica)", thread)
+        elif kind == "wake":
+            if thread is None:
+                self._poke.set()
+            else:
+                self.scheduler.wake(thread)
 
     async def resume_unfinished(self) -> int:
         """Claim and queue the unfinished turns that no live process holds; returns how many.
@@ -113,6 +128,12 @@ class Bot:
         These are turns released by a process that shut down cleanly, and the turns of a process that
         died (`kill -9`, a crash) once their leases ran out (`TURN_LEASE_S`), also one that ran on this host.
         """
+        if self.replicas is not None:
+            # Threads, not turns: the process that gets a thread's lock adopts its turns in order.
+            threads = await self.replicas.threads_with_work()
+            for thread in threads:
+                self.scheduler.wake(thread)
+            return len(threads)
         claimed = await self.store.claim_unfinished_turns()
         for turn in claimed:
             self.scheduler.submit(turn)
@@ -128,10 +149,15 @@ class Bot:
         """
         interval = self.store.lease_s / 3
         while True:
-            await asyncio.sleep(interval)
+            # Another replica's clean shutdown (NOTIFY) wakes this loop early; the interval is the safety net.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poke.wait(), interval)
+            self._poke.clear()
             try:
                 held = self.scheduler.held_turn_ids()
-                lost = held - await self.store.renew_leases(held)
+                renewed = await self.store.renew_leases(held)
+                # Turns that finished here while the renewal ran are not lost, only done.
+                lost = (held - renewed) & self.scheduler.held_turn_ids()
                 if lost:
                     log.warning("lost the claim on turn(s) %s; another process answers them", sorted(lost))
                     self.scheduler.abandon(lost)
@@ -150,6 +176,10 @@ class Bot:
         await self.notices.close()
         with contextlib.suppress(Exception):
             await self.store.release_leases()
+        if self.replicas is not None:
+            with contextlib.suppress(Exception):
+                await self.replicas.notify("wake")  # the other replicas take our turns over at once
+            await self.replicas.close()
         await self.openai_client.close()
         await self.store.close()
         await self.http.close()
@@ -196,7 +226,9 @@ async def build_bot(
         pricing=Pricing(settings.prices, container_memory_limit=settings.container_memory_limit),
         budgets=BudgetGuard(settings.budgets, spending=UsageLedger(db.engine)),
     )
-    scheduler = TurnScheduler(conductor.run, max_concurrent=settings.max_concurrent_turns)
+    # The one place the database decides how turns are ordered: PostgreSQL may be shared by replicas.
+    replicas = await ReplicaCoordinator.open(db) if db.engine.dialect.name == "postgresql" else None
+    scheduler = TurnScheduler(conductor.run, max_concurrent=settings.max_concurrent_turns, gate=replicas)
     metrics = Metrics()
     metrics.track_turns(in_progress=lambda: scheduler.running_count, waiting=lambda: scheduler.waiting_count)
     app = AsyncApp(
@@ -212,7 +244,8 @@ async def build_bot(
     )
     notices = ThreadNotices(clients)
     forgetter = Forgetter(store=db.retention, workspace=workspace)
-    forgets = ThreadForget(forgetter=forgetter, scheduler=scheduler, notices=notices)
+    stop_elsewhere = replicas.stop_elsewhere if replicas is not None else None
+    forgets = ThreadForget(forgetter=forgetter, scheduler=scheduler, notices=notices, stop_elsewhere=stop_elsewhere)
 
     async def delete_installation(team_id: str) -> None:
         if installations is not None:
@@ -231,8 +264,9 @@ async def build_bot(
         forget=forget,
         uninstalled=uninstalls.request,
         access=settings.access,
+        stop_elsewhere=stop_elsewhere,
     )
-    return Bot(
+    bot = Bot(
         settings=settings,
         app=app,
         store=db,
@@ -246,10 +280,14 @@ async def build_bot(
         uninstalls=uninstalls,
         metrics=metrics,
         installations=installations,
+        replicas=replicas,
         sweeper=RetentionSweeper(
             forgetter, retention_days=settings.retention_days, interval_s=settings.retention_sweep_s
         ),
     )
+    if replicas is not None:
+        replicas.on_notice = bot.on_replica_notice
+    return bot
 
 
 def _authorization(

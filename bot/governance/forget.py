@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from bot.domain import ThreadKey
 from bot.governance.retention import Deleted, Forgetter
@@ -40,8 +41,17 @@ def confirmation(deleted: Deleted, lang: Language) -> str:
 class ThreadForget:
     """`request(thread, lang, addressed)` starts a forget for the thread and returns at once."""
 
-    def __init__(self, *, forgetter: Forgetter, scheduler: TurnScheduler, notices: ThreadNotices) -> None:
+    def __init__(
+        self,
+        *,
+        forgetter: Forgetter,
+        scheduler: TurnScheduler,
+        notices: ThreadNotices,
+        stop_elsewhere: Callable[[ThreadKey], Awaitable[bool]] | None = None,
+    ) -> None:
+        """`stop_elsewhere(thread)` (replicas) stops the thread's turn when another process runs it."""
         self._forgetter = forgetter
+        self._stop_elsewhere = stop_elsewhere
         self._scheduler = scheduler
         self._notices = notices
         self._tasks: set[asyncio.Task[None]] = set()
@@ -68,6 +78,10 @@ class ThreadForget:
         try:
             if await self._scheduler.clear(thread, timeout_s=STOP_WAIT_S):
                 log.info("forget in %s: stopped its turn(s)", thread)
+            elif self._stop_elsewhere is not None and await self._stop_elsewhere(thread):
+                # Its turns are recorded as forgotten below, so the other replica starts none of them;
+                # the running one stops when the notification reaches it.
+                log.info("forget in %s: asked the replica running its turn to stop", thread)
             deleted = await self._forgetter.forget(thread, reason="forget")
         except Exception:  # the database or OpenAI failed outright: say so; queued deletions are retried
             log.exception("forget in %s failed", thread)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -95,6 +95,8 @@ def is_forget_request(incoming: Incoming) -> bool:
 
 # forget(thread, language, addressed): starts a forget and returns at once.
 ForgetRequest = Callable[[ThreadKey, Language, bool], None]
+# stop_elsewhere(thread): asks the other replicas to stop the thread's turn; False if none is unfinished.
+StopElsewhere = Callable[[ThreadKey], Awaitable[bool]]
 
 
 def refusal_text(incoming: Incoming, policy: AccessPolicy) -> str:
@@ -119,6 +121,7 @@ def register(
     forget: ForgetRequest | None = None,
     access: AccessPolicy | None = None,
     uninstalled: UninstallRequest | None = None,
+    stop_elsewhere: StopElsewhere | None = None,
 ) -> None:
     """All of the bot's Slack entry points; `access` (default: everyone, any follow-up) decides who may ask."""
     policy = access or AccessPolicy()
@@ -138,6 +141,9 @@ def register(
             return
         if scheduler.stop(incoming.thread):
             log.info("stop requested in %s", incoming.thread)
+            return
+        if stop_elsewhere is not None and await stop_elsewhere(incoming.thread):
+            log.info("stop requested in %s, passed on to the replica running it", incoming.thread)
             return
         if await store.session(incoming.thread) is None:
             return  # not a thread of ours: the word was not addressed to the bot

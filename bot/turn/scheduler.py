@@ -1,4 +1,9 @@
-"""Runs turns: one at a time per Slack thread, in arrival order; different threads concurrently."""
+"""Runs turns: one at a time per Slack thread, in arrival order; different threads concurrently.
+
+With a `ThreadGate` (several processes on PostgreSQL, `bot.store.replicas`) a thread's worker first takes
+the thread's lock shared by all processes and runs the turns the gate hands it, in their order, however
+many processes accepted them; without the lock it leaves the thread to the process that holds it.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from bot.domain import ThreadKey, Turn
 
@@ -22,6 +28,19 @@ class StopSignal(asyncio.Event):
 RunTurn = Callable[[Turn, StopSignal], Awaitable[None]]
 
 
+class ThreadGate(Protocol):
+    """Per-thread order across processes: a lock per thread and the turns its holder may run."""
+
+    async def acquire(self, thread: ThreadKey) -> bool:
+        """Take the thread's lock if no other process holds it; True when taken."""
+
+    async def adopt(self, thread: ThreadKey) -> list[Turn]:
+        """Claim (for this process) the thread's turns that may run now, oldest message first."""
+
+    async def release(self, thread: ThreadKey) -> bool:
+        """Let go of the lock; True when turns of the thread are left that the caller should try again."""
+
+
 class TurnScheduler:
     """Owns one worker task per busy thread; each worker drains its thread's queue in order.
 
@@ -30,8 +49,9 @@ class TurnScheduler:
     stop the running turn of that thread.
     """
 
-    def __init__(self, run_turn: RunTurn, *, max_concurrent: int = 16) -> None:
+    def __init__(self, run_turn: RunTurn, *, max_concurrent: int = 16, gate: ThreadGate | None = None) -> None:
         self._run_turn = run_turn
+        self._gate = gate
         self._queues: dict[ThreadKey, deque[Turn]] = {}
         self._workers: dict[ThreadKey, asyncio.Task[None]] = {}
         self._stops: dict[ThreadKey, StopSignal] = {}
@@ -64,10 +84,21 @@ class TurnScheduler:
         if any(queued.id == turn.id for queued in queue):
             return
         queue.append(turn)
-        if turn.thread not in self._workers:
+        self._start_worker(turn.thread)
+
+    def wake(self, thread: ThreadKey) -> None:
+        """With a gate: look for the thread's turns (accepted by any process) and run them if its lock is free."""
+        if self._closing or self._gate is None:
+            return
+        self._queues.setdefault(thread, deque())
+        self._start_worker(thread)
+
+    def _start_worker(self, thread: ThreadKey) -> None:
+        if thread not in self._workers:
             self._idle.clear()
-            self._workers[turn.thread] = asyncio.create_task(
-                self._drain(turn.thread), name=f"thread-{turn.thread.channel}-{turn.thread.thread_ts}"
+            drain = self._drain if self._gate is None else self._drain_gated
+            self._workers[thread] = asyncio.create_task(
+                drain(thread), name=f"thread-{thread.channel}-{thread.thread_ts}"
             )
 
     def stop(self, thread: ThreadKey) -> bool:
@@ -114,36 +145,79 @@ class TurnScheduler:
                 else:
                     queue.remove(turn)
 
+    async def _run_first(self, thread: ThreadKey, queue: deque[Turn]) -> None:
+        turn = queue[0]
+        # Made before waiting for a slot: a stop while the turn waits for one stops it too.
+        stop = self._stops[thread] = StopSignal()
+        self._running[thread] = turn.id
+        try:
+            async with self._slots:
+                self._in_progress += 1
+                try:
+                    await self._run_turn(turn, stop)
+                finally:
+                    self._in_progress -= 1
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("turn %s crashed", turn.id)
+        finally:
+            self._stops.pop(thread, None)
+            self._running.pop(thread, None)
+        if queue and queue[0] is turn:
+            queue.popleft()
+
     async def _drain(self, thread: ThreadKey) -> None:
         queue = self._queues[thread]
         try:
             while queue and not self._closing:
-                turn = queue[0]
-                # Made before waiting for a slot: a stop while the turn waits for one stops it too.
-                stop = self._stops[thread] = StopSignal()
-                self._running[thread] = turn.id
-                try:
-                    async with self._slots:
-                        self._in_progress += 1
-                        try:
-                            await self._run_turn(turn, stop)
-                        finally:
-                            self._in_progress -= 1
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("turn %s crashed", turn.id)
-                finally:
-                    self._stops.pop(thread, None)
-                    self._running.pop(thread, None)
-                if queue and queue[0] is turn:
-                    queue.popleft()
+                await self._run_first(thread, queue)
         finally:
-            self._workers.pop(thread, None)
-            if not queue:
-                self._queues.pop(thread, None)
-            if not self._workers:
-                self._idle.set()
+            self._finish_worker(thread, queue)
+
+    async def _drain_gated(self, thread: ThreadKey) -> None:
+        """Hold the thread's lock while running what the gate hands over; leave the thread to its holder."""
+        assert self._gate is not None
+        queue = self._queues[thread]
+        try:
+            again, empty_rounds = True, 0
+            # A round that found nothing to run (the thread's oldest turn runs elsewhere) is tried once
+            # more, then left to the next wake-up or poll instead of spinning.
+            while again and empty_rounds < 2 and not self._closing:
+                if not await self._gate.acquire(thread):
+                    queue.clear()  # the holder adopts them (they are in the database)
+                    return
+                ran = False
+                try:
+                    while not self._closing:
+                        adopted = await self._gate.adopt(thread)
+                        queue.clear()
+                        queue.extend(adopted)
+                        if not queue:
+                            break
+                        ran = True
+                        await self._run_first(thread, queue)
+                finally:
+                    again = await asyncio.shield(self._gate.release(thread))
+                empty_rounds = 0 if ran else empty_rounds + 1
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a database hiccup: the turns stay unfinished, the next wake-up or poll retries
+            log.exception("running the turns of %s across processes failed", thread)
+            queue.clear()
+        finally:
+            self._finish_worker(thread, queue)
+
+    def _finish_worker(self, thread: ThreadKey, queue: deque[Turn]) -> None:
+        self._workers.pop(thread, None)
+        if queue and self._gate is not None and not self._closing:
+            # Submitted while this worker was letting go of the thread: look again.
+            self._start_worker(thread)
+            return
+        if not queue:
+            self._queues.pop(thread, None)
+        if not self._workers:
+            self._idle.set()
 
     async def wait_idle(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109
         """Wait until no turn is queued or running; True if that happened within `timeout`."""

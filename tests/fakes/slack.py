@@ -37,6 +37,7 @@ import hmac
 import json
 import mimetypes
 import os
+import random
 import re
 import time
 import uuid
@@ -312,6 +313,7 @@ class FakeSlack:
         self.http_events_url: str | None = None
         self.http_deliveries: list[tuple[int, float]] = []  # status 0 = connection failed
         self.socket_connections = 0
+        self._rng = random.Random(0)
         self.base_url = self.api_url = ""
         self._http_log: list[RecordedCall] = []
         self._channels: dict[str, _Channel] = {}
@@ -770,8 +772,9 @@ class FakeSlack:
             return resp.status, await resp.text()
 
     def _live_socket(self) -> web.WebSocketResponse | None:
+        """One of the app's open connections, at random: Slack delivers each event to one of them."""
         live = [ws for ws in self._sockets if not ws.closed and id(ws) not in self._draining]
-        return live[-1] if live else None
+        return self._rng.choice(live) if live else None
 
     def _has_transport(self) -> bool:
         return bool(self._sockets or self.http_events_url)
