@@ -260,6 +260,8 @@ class FakeSlack:
         self.bot_user_id, self.bot_id, self.app_id = bot_user_id, bot_id, app_id
         self.signing_secret, self.stream_ttl_s, self.ack_timeout_s = signing_secret, stream_ttl_s, ack_timeout_s
         self.retry_delays_s: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        # What the bot token was granted: every bot-token answer carries it in `x-oauth-scopes`, as Slack's does.
+        self.granted_scopes: tuple[str, ...] = tuple(BOT_SCOPES.split(","))
         self.calls: list[RecordedCall] = []
         self.events: list[dict[str, Any]] = []
         self.envelopes: list[dict[str, Any]] = []
@@ -765,7 +767,7 @@ class FakeSlack:
             result = handler(params)
         except _SlackError as e:
             return web.json_response({"ok": False, "error": e.error, **e.extra})
-        headers = {"x-oauth-scopes": BOT_SCOPES} if want == self.bot_token else {}
+        headers = {"x-oauth-scopes": ",".join(self.granted_scopes)} if want == self.bot_token else {}
         return web.json_response({"ok": True, **result}, headers=headers)
 
     async def _handle_socket(self, request: web.Request) -> web.StreamResponse:
