@@ -8,8 +8,8 @@ import pytest
 from pytest_mock import MockerFixture
 
 from bot import cli
-from bot.terminal import run as run_command
 from bot.errors import ConfigError, ServiceUnreachable
+from bot.terminal import run as run_command
 
 ENV = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1", "OPENAI_API_KEY": "sk-1"}
 

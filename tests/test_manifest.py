@@ -136,3 +136,10 @@ def test_manifest_asks_for_exactly_the_scopes_and_events_the_code_uses() -> None
     assert manifest["settings"]["interactivity"]["is_enabled"] is registers_actions()
     assert manifest["settings"]["socket_mode_enabled"] is True
     assert manifest["features"]["bot_user"]["display_name"]
+
+
+def test_check_asks_for_exactly_the_manifests_bot_scopes() -> None:
+    """`python -m bot check` ships manifest.yml's bot scopes (an installed bot has no repository to read)."""
+    from bot.terminal.check import MANIFEST_BOT_SCOPES
+
+    assert list(MANIFEST_BOT_SCOPES) == load_manifest()["oauth_config"]["scopes"]["bot"]

@@ -102,8 +102,9 @@ def main(
     except ConfigError as err:
         print(f"configuration error: {err}", file=stderr)
         return EXIT_INPUT
+    # The terminal is for the answer: log lines only for errors, unless LOG_LEVEL=DEBUG asks for everything.
     logging.basicConfig(
-        level=logging.DEBUG if settings.log_level == "DEBUG" else logging.WARNING,
+        level=logging.DEBUG if settings.log_level == "DEBUG" else logging.ERROR,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=stderr,
     )
@@ -152,7 +153,7 @@ async def _ask(
             try:
                 staged.append(await stage(path, Path(tmp) / str(index), limit_bytes=settings.file_size_limit_bytes))
             except FileProblem as problem:
-                print(t(problem.message_key, lang, filename=problem.filename, **problem.params), file=stderr)
+                print(t(problem.message_key, lang, **problem.params), file=stderr)
                 return EXIT_INPUT
         store = await Store.open(settings.database_url)
         client = openai.AsyncOpenAI(
