@@ -199,25 +199,9 @@ class Settings:
 
         database_url = _database_url(get)
 
-        instructions = DEFAULT_INSTRUCTIONS
-        if (text := get("BOT_INSTRUCTIONS")) is not None:
-            instructions = text
-        elif (path := get("BOT_INSTRUCTIONS_FILE")) is not None:
-            try:
-                instructions = Path(path).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigError(
-                    "BOT_INSTRUCTIONS_FILE", f"cannot be read ({exc.__class__.__name__}): {path}"
-                ) from None
-            if not instructions.strip():
-                raise ConfigError("BOT_INSTRUCTIONS_FILE", f"is empty: {path}")
-
-        memory = get("CONTAINER_MEMORY_LIMIT") or "4g"
-        if memory not in {"1g", "4g", "16g", "64g"}:
-            raise ConfigError("CONTAINER_MEMORY_LIMIT", "must be one of 1g, 4g, 16g, 64g")
-        log_level = (get("LOG_LEVEL") or "INFO").upper()
-        if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
-            raise ConfigError("LOG_LEVEL", "must be one of DEBUG, INFO, WARNING, ERROR")
+        instructions = _instructions(get)
+        memory = _memory_limit(get)
+        log_level = _log_level(get)
         log_format = (get("LOG_FORMAT") or "text").lower()
         if log_format not in LOG_FORMATS:
             raise ConfigError("LOG_FORMAT", f"must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
@@ -335,6 +319,34 @@ def _oauth(get: Callable[[str], str | None]) -> OAuth | None:
     return OAuth(client_id=client_id, client_secret=client_secret, redirect_uri=redirect_uri, scopes=scopes)
 
 
+def _instructions(get: Callable[[str], str | None]) -> str:
+    if (text := get("BOT_INSTRUCTIONS")) is not None:
+        return text
+    if (path := get("BOT_INSTRUCTIONS_FILE")) is None:
+        return DEFAULT_INSTRUCTIONS
+    try:
+        instructions = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("BOT_INSTRUCTIONS_FILE", f"cannot be read ({exc.__class__.__name__}): {path}") from None
+    if not instructions.strip():
+        raise ConfigError("BOT_INSTRUCTIONS_FILE", f"is empty: {path}")
+    return instructions
+
+
+def _memory_limit(get: Callable[[str], str | None]) -> str:
+    memory = get("CONTAINER_MEMORY_LIMIT") or "4g"
+    if memory not in {"1g", "4g", "16g", "64g"}:
+        raise ConfigError("CONTAINER_MEMORY_LIMIT", "must be one of 1g, 4g, 16g, 64g")
+    return memory
+
+
+def _log_level(get: Callable[[str], str | None]) -> str:
+    log_level = (get("LOG_LEVEL") or "INFO").upper()
+    if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ConfigError("LOG_LEVEL", "must be one of DEBUG, INFO, WARNING, ERROR")
+    return log_level
+
+
 def _int(raw: str | None, name: str, default: int, *, low: int, high: int) -> int:
     if raw is None:
         return default
@@ -419,7 +431,10 @@ def terminal_access_from_env(
 
     Raises `ConfigError` naming the variable.
     """
-    get = _reader(environ, dotenv_path)
+    return _terminal_access(_reader(environ, dotenv_path))
+
+
+def _terminal_access(get: Callable[[str], str | None]) -> TerminalAccess:
     database_url = _database_url(get)
     api_key = get("OPENAI_API_KEY")
     if api_key is None:
@@ -428,3 +443,43 @@ def terminal_access_from_env(
     if base_url is not None and not base_url.startswith(("http://", "https://")):
         raise ConfigError("OPENAI_BASE_URL", "must be an http(s) URL such as https://api.openai.com/v1")
     return TerminalAccess(database_url=database_url, openai_api_key=api_key, openai_base_url=base_url)
+
+
+@dataclass(frozen=True)
+class AskSettings:
+    """What `python -m bot ask` needs: OpenAI, the database and the analysis settings; no Slack at all."""
+
+    openai_api_key: str
+    openai_base_url: str | None = None
+    openai_model: str = DEFAULT_MODEL
+    database_url: str = DEFAULT_DATABASE_URL
+    instructions: str = DEFAULT_INSTRUCTIONS
+    file_size_limit_mb: int = DEFAULT_FILE_SIZE_LIMIT_MB
+    container_memory_limit: str = "4g"
+    log_level: str = "INFO"
+
+    @property
+    def file_size_limit_bytes(self) -> int:
+        return self.file_size_limit_mb * 1024 * 1024
+
+
+def ask_settings_from_env(environ: Mapping[str, str] | None = None, *, dotenv_path: str | None = ".env") -> AskSettings:
+    """OPENAI_API_KEY (required), OPENAI_BASE_URL, OPENAI_MODEL, DATABASE_URL, BOT_INSTRUCTIONS(_FILE),
+    FILE_SIZE_LIMIT_MB, CONTAINER_MEMORY_LIMIT and LOG_LEVEL, each checked as `Settings` checks it.
+
+    No Slack variable is read. Raises `ConfigError` naming the variable.
+    """
+    get = _reader(environ, dotenv_path)
+    access = _terminal_access(get)
+    return AskSettings(
+        openai_api_key=access.openai_api_key,
+        openai_base_url=access.openai_base_url,
+        openai_model=get("OPENAI_MODEL") or DEFAULT_MODEL,
+        database_url=access.database_url,
+        instructions=_instructions(get),
+        file_size_limit_mb=_int(
+            get("FILE_SIZE_LIMIT_MB"), "FILE_SIZE_LIMIT_MB", DEFAULT_FILE_SIZE_LIMIT_MB, low=1, high=512
+        ),
+        container_memory_limit=_memory_limit(get),
+        log_level=_log_level(get),
+    )

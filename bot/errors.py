@@ -11,6 +11,7 @@
     │   ├── FileUnavailable       deleted or hidden by plan limits
     │   ├── FileExternal          a link to Google Drive, Dropbox, …: no bytes in Slack
     │   ├── FileEmpty
+    │   ├── FileMissing           a local file (python -m bot ask) is not there or cannot be read
     │   ├── FileUnsupported       a format code interpreter cannot read
     │   ├── FileUploadFailed      OpenAI refused or failed the upload
     │   └── ThreadFileLimit       the thread already holds the most files or bytes allowed
@@ -217,3 +218,9 @@ class StoreUnavailable(BotError):
     """The database refused or dropped a call; the caller retries or leaves the turn to be claimed again."""
 
     message_key = "error.unexpected"
+
+
+class FileMissing(FileProblem):
+    """A local file named on the command line does not exist or cannot be read (`python -m bot ask`)."""
+
+    message_key = "file.missing"

@@ -108,6 +108,11 @@ MESSAGES: dict[str, dict[Language, str]] = {
         "ko": "`{filename}` 파일이 비어 있습니다. 내용이 있는 파일을 올려 주세요.",
         "en": "`{filename}` is empty. Please share a file with data in it.",
     },
+    "terminal.saved": {"ko": "저장한 파일: {path}", "en": "saved: {path}"},
+    "file.missing": {
+        "ko": "`{filename}` 파일을 열 수 없습니다(없는 파일이거나 읽을 권한이 없습니다). 경로를 확인해 주세요.",
+        "en": "I can't open `{filename}`: there is no such file, or it cannot be read. Please check the path.",
+    },
     "file.unsupported": {
         "ko": "`{filename}` 형식은 분석할 수 없습니다. CSV, TSV, XLSX, JSON 파일을 올려 주세요.",
         "en": "I can't analyze `{filename}`. Supported formats are CSV, TSV, XLSX and JSON.",

@@ -9,6 +9,7 @@ from pytest_mock import MockerFixture
 
 from bot import cli
 from bot.errors import ConfigError, ServiceUnreachable
+from bot.terminal import run as run_command
 
 ENV = {"SLACK_BOT_TOKEN": "xoxb-1", "SLACK_APP_TOKEN": "xapp-1", "OPENAI_API_KEY": "sk-1"}
 
@@ -40,12 +41,12 @@ def test_main_exit_status_and_error_line(
 ) -> None:
     for name, value in ENV.items():
         monkeypatch.setenv(name, value)
-    run = mocker.patch.object(cli, "_run", new=mocker.AsyncMock(side_effect=raised))
+    run = mocker.patch.object(run_command, "serve_until_signal", new=mocker.AsyncMock(side_effect=raised))
     status = cli.main(["--env-file", str(tmp_path / "none.env")])
     run.assert_awaited_once()
     err = capsys.readouterr().err
     if line is None:
         assert status == 0 and err == ""
     else:
-        assert status == cli.EXIT_CONFIG
+        assert status == run_command.EXIT_CONFIG
         assert err.splitlines() == [line]

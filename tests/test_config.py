@@ -218,3 +218,14 @@ def test_oauth_variables_without_client_credentials_are_refused() -> None:
     with pytest.raises(ConfigError) as info:
         Settings.from_env({**SOCKET, "SLACK_REDIRECT_URI": "https://bot.example/slack/oauth_redirect"})
     assert info.value.variable == "SLACK_REDIRECT_URI"
+
+
+def test_ask_settings_need_only_the_openai_key_and_ignore_slack() -> None:
+    from bot.config import ask_settings_from_env
+
+    settings = ask_settings_from_env({"OPENAI_API_KEY": "sk-1", "SLACK_BOT_TOKEN": "bogus"}, dotenv_path=None)
+    assert settings.openai_api_key == "sk-1" and settings.openai_model == "gpt-5.1"
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY"):
+        ask_settings_from_env({"SLACK_BOT_TOKEN": "xoxb-1"}, dotenv_path=None)
+    with pytest.raises(ConfigError, match="FILE_SIZE_LIMIT_MB"):
+        ask_settings_from_env({"OPENAI_API_KEY": "sk-1", "FILE_SIZE_LIMIT_MB": "0"}, dotenv_path=None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 # chat.postMessage / chat.appendStream accept at most 12,000 characters of markdown per call;
 # stay a little below so a fence closed by the splitter still fits.
@@ -38,21 +39,23 @@ class StreamScrubber:
     """`scrub_sandbox_links` for text that arrives in pieces.
 
     Holds back a tail that could still become a sandbox link (an open `[` or `![`, or a partial
-    `sandbox:`), so no raw link ever reaches Slack; `feed` returns the text safe to show now.
+    `sandbox:`), so no raw link ever reaches Slack; `feed` returns the text safe to show now. `rewrite`
+    replaces the complete links (default: `scrub_sandbox_links`; the terminal points them at saved files).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, rewrite: Callable[[str], str] = scrub_sandbox_links) -> None:
         self._pending = ""
+        self._rewrite = rewrite
 
     def feed(self, piece: str) -> str:
         self._pending += piece
         cut = _safe_prefix_length(self._pending)
         ready, self._pending = self._pending[:cut], self._pending[cut:]
-        return scrub_sandbox_links(ready)
+        return self._rewrite(ready)
 
     def flush(self) -> str:
         ready, self._pending = self._pending, ""
-        return scrub_sandbox_links(ready)
+        return self._rewrite(ready)
 
 
 _OPEN_LINK_TAIL = re.compile(r"\[[^\]\n]*(\]|\]\([^)\s]*)?$")

@@ -9,14 +9,19 @@ by running the command again), 2 for a bad argument or configuration.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import re
+import sys
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import openai
 
 from bot.analysis.workspace import Workspace
-from bot.config import TerminalAccess
+from bot.config import TerminalAccess, terminal_access_from_env
+from bot.errors import ConfigError, DatabaseUnavailable
 from bot.governance.retention import Forgetter
 from bot.store import Store
 
@@ -28,6 +33,43 @@ _ID = r"[A-Z0-9]{2,32}"
 _TS = r"\d{9,11}\.\d{6}"
 _KEYED = re.compile(rf"^(?:(?P<team>T[A-Z0-9]{{1,31}}):)?(?P<channel>{_ID}):(?P<ts>{_TS})$")
 _PERMALINK_PATH = re.compile(rf"^/archives/(?P<channel>{_ID})/p(?P<digits>\d{{16}})/?$")
+
+
+EXIT_BAD_INPUT = 2
+
+
+def register(commands: Any) -> None:
+    """Add `forget` to `python -m bot`'s subcommands (`commands`: argparse's subparsers action)."""
+    parser = commands.add_parser(
+        "forget",
+        help="delete one thread's data (here and at OpenAI)",
+        usage=USAGE.removeprefix("usage: "),
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("thread", help="the thread's permalink, CHANNEL:TS or TEAM:CHANNEL:TS")
+    parser.add_argument("--env-file", default=".env", help="dotenv file to read (default: .env)")
+    parser.set_defaults(handler=main)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Exit 0 done or nothing to do, 1 some OpenAI objects left for later, 2 bad argument or configuration."""
+    ref = parse_thread(args.thread)
+    if ref is None:
+        print(USAGE, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        access = terminal_access_from_env(dotenv_path=args.env_file)
+    except ConfigError as err:
+        print(f"configuration error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        status, text = asyncio.run(forget_thread(ref, access=access))
+    except DatabaseUnavailable as err:
+        print(f"database error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(text, file=sys.stdout if status != EXIT_BAD_INPUT else sys.stderr)
+    return status
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,12 @@ import json
 import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import TextIO
+from typing import Any, TextIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.errors import DatabaseUnavailable
+from bot.config import database_url_from_env
+from bot.errors import ConfigError, DatabaseUnavailable
 from bot.store.engine import create_engine
 from bot.store.migrate import current_revision, head_revision
 from bot.store.usage import GROUP_BY, GroupBy, UsageLedger, UsageRow, total
@@ -40,16 +41,36 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
 
 
+DESCRIPTION = "Usage and estimated cost of finished turns, from the bot's DATABASE_URL (days in UTC)."
+
+
 def build_parser(prog: str = "python -m bot usage") -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Usage and estimated cost of finished turns, from the bot's DATABASE_URL (days in UTC).",
-    )
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
+    add_arguments(parser)
+    return parser
+
+
+def register(commands: Any) -> None:
+    """Add `usage` to `python -m bot`'s subcommands (`commands`: argparse's subparsers action)."""
+    parser = commands.add_parser("usage", help="what the bot spent (table, CSV or JSON)", description=DESCRIPTION)
+    add_arguments(parser)
+
+    def handler(args: argparse.Namespace) -> int:
+        try:
+            database_url = database_url_from_env()
+        except ConfigError as err:
+            print(f"configuration error: {err}", file=sys.stderr)
+            return 2
+        return report(args, parser=parser, database_url=database_url)
+
+    parser.set_defaults(handler=handler)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--since", type=_day, help="first day included (YYYY-MM-DD, UTC)")
     parser.add_argument("--until", type=_day, help="last day included (YYYY-MM-DD, UTC)")
     parser.add_argument("--by", choices=GROUP_BY, default="day", help="group by (default: day)")
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
-    return parser
 
 
 def _epoch(day: date) -> float:
@@ -59,7 +80,13 @@ def _epoch(day: date) -> float:
 def run(argv: Sequence[str], *, database_url: str, out: TextIO | None = None) -> int:
     """Parse `argv` (argparse exits 2 on bad input), read the report from `database_url`, print it."""
     parser = build_parser()
-    args = parser.parse_args(list(argv))
+    return report(parser.parse_args(list(argv)), parser=parser, database_url=database_url, out=out)
+
+
+def report(
+    args: argparse.Namespace, *, parser: argparse.ArgumentParser, database_url: str, out: TextIO | None = None
+) -> int:
+    """Print the report `args` ask for (`parser.error`, exit 2, for a reversed date range)."""
     if args.since and args.until and args.until < args.since:
         parser.error("--until is before --since")
     since = _epoch(args.since) if args.since else None

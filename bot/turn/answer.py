@@ -9,9 +9,9 @@ from bot.domain import Turn
 from bot.errors import BotError
 from bot.events import FileCited, ImageOutput, Progress, TextDelta, TurnDone
 from bot.i18n import Language, t
-from bot.slack.reply import ThreadReply
 from bot.turn.environment import Environment
 from bot.turn.outputs import Outputs
+from bot.turn.sink import AnswerSink
 
 # No status for writing the answer: the streamed text itself shows it (and a status call there
 # would delay the first visible text by a round trip).
@@ -38,7 +38,7 @@ def incomplete_note(done: TurnDone, lang: Language) -> str | None:
 
 
 async def stream_answer(
-    *, runner: TurnRunner, reply: ThreadReply, turn: Turn, env: Environment, input_text: str
+    *, runner: TurnRunner, reply: AnswerSink, turn: Turn, env: Environment, input_text: str
 ) -> tuple[TurnDone, Outputs]:
     """Stream one response for `turn` into `reply`; returns how it ended and the files it produced.
 

@@ -144,6 +144,46 @@ def file_kind(file: SlackFile) -> str:
     return file.filetype.lower()
 
 
+def too_large(name: str, size: int, *, limit_bytes: int) -> FileTooLarge:
+    """The refusal of a file of `size` bytes over the `limit_bytes` limit."""
+    return FileTooLarge(
+        name, f"{size} bytes", size_mb=f"{size / 1_048_576:.0f}", limit_mb=f"{limit_bytes / 1_048_576:.0f}"
+    )
+
+
+def check_kind_and_size(file: SlackFile, *, limit_bytes: int) -> None:
+    """Refuse a file of an unsupported type, over `limit_bytes` or empty (by its declared size)."""
+    if file_kind(file) not in SUPPORTED_TYPES:
+        raise FileUnsupported(file.name, f"type {file_kind(file)!r}")
+    if file.size is not None and file.size > limit_bytes:
+        raise too_large(file.name, file.size, limit_bytes=limit_bytes)
+    if file.size == 0:
+        raise FileEmpty(file.name, "declared size 0")
+
+
+async def convert(file: SlackFile, raw: Path, workdir: Path, *, size: int, limit_bytes: int) -> tuple[Path, str]:
+    """Check and convert the whole file at `raw` (`size` bytes): text to UTF-8 (into `workdir`), and profile it.
+
+    Returns the path to upload and the file's description for the model. This is where a file enters
+    whatever its source: Slack's download (`Intake.bring`) or a local path (`bot.turn.local_files`).
+    Raises `FileUnsupported` (binary bytes in a text file, undecodable text, a broken workbook) or
+    `FileTooLarge` (text that grows past the limit in UTF-8).
+    """
+    upload_path, description = raw, f"{size} bytes"
+    if file_kind(file) in TEXT_TYPES:
+        converted = workdir / "utf8"
+        profile = await asyncio.to_thread(_to_utf8, raw, converted, file)
+        if profile.converted:
+            upload_path = converted
+            if (converted_size := converted.stat().st_size) > limit_bytes:
+                # CP949 text grows by about a fifth in UTF-8.
+                raise too_large(file.name, converted_size, limit_bytes=limit_bytes)
+        description = f"{size} bytes; {profile.describe()}"
+    elif file_kind(file) in WORKBOOK_TYPES:
+        description = f"{size} bytes; {await asyncio.to_thread(_workbook_profile, raw, file)}"
+    return upload_path, description
+
+
 class Intake:
     """Brings Slack files into OpenAI, downloading through the caller's HTTP session.
 
@@ -181,22 +221,12 @@ class Intake:
             raise FileExternal(file.name, "external file", service=service)
         if file.mode in {"tombstone", "hidden_by_limit"}:
             raise FileUnavailable(file.name, f"mode {file.mode}")
-        if file_kind(file) not in SUPPORTED_TYPES:
-            raise FileUnsupported(file.name, f"type {file_kind(file)!r}")
-        if file.size is not None and file.size > self._limit:
-            raise self._too_large(file.name, file.size)
-        if file.size == 0:
-            raise FileEmpty(file.name, "declared size 0")
+        check_kind_and_size(file, limit_bytes=self._limit)
         if not file.url:
             raise FileDownloadFailed(file.name, "no download URL")
 
     def _too_large(self, name: str, size: int) -> FileTooLarge:
-        return FileTooLarge(
-            name,
-            f"{size} bytes",
-            size_mb=f"{size / 1_048_576:.0f}",
-            limit_mb=f"{self._limit / 1_048_576:.0f}",
-        )
+        return too_large(name, size, limit_bytes=self._limit)
 
     async def bring(
         self,
@@ -221,18 +251,7 @@ class Intake:
             if (same := known.get(digest)) is not None:
                 log.info("file %s has the same bytes as %s; not uploaded again", file.id, same.slack_file_id)
                 return replace(same, slack_file_id=file.id), True
-            upload_path, description = raw, f"{size} bytes"
-            if file_kind(file) in TEXT_TYPES:
-                converted = Path(tmp) / "utf8"
-                profile = await asyncio.to_thread(_to_utf8, raw, converted, file)
-                if profile.converted:
-                    upload_path = converted
-                    if (converted_size := converted.stat().st_size) > self._limit:
-                        # CP949 text grows by about a fifth in UTF-8.
-                        raise self._too_large(file.name, converted_size)
-                description = f"{size} bytes; {profile.describe()}"
-            elif file_kind(file) in WORKBOOK_TYPES:
-                description = f"{size} bytes; {await asyncio.to_thread(_workbook_profile, raw, file)}"
+            upload_path, description = await convert(file, raw, Path(tmp), size=size, limit_bytes=self._limit)
             file_id = await self._workspace.upload_file(upload_path, filename=upload_name or file.name)
         log.info(
             "file %s (%s, %d bytes, sha256 %s…) uploaded as %s", file.id, file_kind(file), size, digest[:12], file_id

@@ -12,8 +12,8 @@ from bot.errors import BotError, OpenAIProblem
 from bot.events import FileCited, ImageOutput, TurnDone
 from bot.i18n import Language, t
 from bot.slack.render import sandbox_link_labels
-from bot.slack.reply import ThreadReply
 from bot.store import Store
+from bot.turn.sink import AnswerSink
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class OutputDelivery:
         self._store = store
         self._workspace = workspace
 
-    async def deliver(self, reply: ThreadReply, lang: Language, done: TurnDone, outputs: Outputs) -> None:
+    async def deliver(self, reply: AnswerSink, lang: Language, done: TurnDone, outputs: Outputs) -> None:
         """Upload every file and image the model produced this turn, once, cited ones first.
 
         A file is remembered by its version (`GeneratedFile.version`): one the model rewrote under the same

@@ -305,6 +305,8 @@ class FakeSlack:
         ] = []  # GETs of /oauth/v2/authorize  # code -> (team_id, redirect_uri it was issued for)
         self.signing_secret, self.stream_ttl_s, self.ack_timeout_s = signing_secret, stream_ttl_s, ack_timeout_s
         self.retry_delays_s: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        # What the bot token was granted: every bot-token answer carries it in `x-oauth-scopes`, as Slack's does.
+        self.granted_scopes: tuple[str, ...] = tuple(BOT_SCOPES.split(","))
         self.calls: list[RecordedCall] = []
         self.events: list[dict[str, Any]] = []
         self.envelopes: list[dict[str, Any]] = []
@@ -920,7 +922,7 @@ class FakeSlack:
                 result = handler(params)
         except _SlackError as e:
             return web.json_response({"ok": False, "error": e.error, **e.extra})
-        headers = {"x-oauth-scopes": BOT_SCOPES} if team is not None else {}
+        headers = {"x-oauth-scopes": ",".join(self.granted_scopes)} if team is not None else {}
         return web.json_response({"ok": True, **result}, headers=headers)
 
     async def _handle_authorize(self, request: web.Request) -> web.StreamResponse:

@@ -1,0 +1,22 @@
+"""Where a turn's answer goes: a Slack thread (`bot.slack.reply.ThreadReply`) or a terminal
+(`bot.terminal.ask`). The answer and output stages write to this, not to either one."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class AnswerSink(Protocol):
+    """What `stream_answer` and `OutputDelivery` need from the place the answer is shown."""
+
+    async def write(self, text: str) -> None:
+        """Show the next piece of the answer's text."""
+
+    async def flush(self) -> None:
+        """Show any text held back so far (before a progress line or the files)."""
+
+    async def set_status(self, status: str) -> None:
+        """Show what the analysis is doing now ("" clears it)."""
+
+    async def upload(self, *, filename: str, data: bytes, title: str) -> None:
+        """Deliver a file the model made."""
