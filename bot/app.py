@@ -34,6 +34,7 @@ from bot.governance.pricing import Pricing
 from bot.governance.retention import Forgetter, RetentionSweeper
 from bot.i18n import Language
 from bot.slack import listeners
+from bot.slack.home import AgentSurface
 from bot.slack.notices import ThreadNotices
 from bot.slack.startup import BotIdentity, socket_mode_url
 from bot.store import Store
@@ -91,6 +92,7 @@ class Bot:
     http: aiohttp.ClientSession
     identity: BotIdentity
     notices: ThreadNotices
+    surface: AgentSurface
     forgets: ThreadForget
     sweeper: RetentionSweeper
 
@@ -134,6 +136,7 @@ class Bot:
         await self.scheduler.close(grace_s=grace_s)
         await self.forgets.close(grace_s=min(grace_s, 2.0))
         await self.notices.close()
+        await self.surface.close()
         with contextlib.suppress(Exception):
             await self.store.release_leases()
         await self.openai_client.close()
@@ -198,7 +201,10 @@ async def build_bot(
     def forget(thread: ThreadKey, lang: Language, addressed: bool) -> None:
         forgets.request(thread, lang, addressed=addressed)
 
-    listeners.register(app, store=db, scheduler=scheduler, notices=notices, forget=forget, access=settings.access)
+    surface = AgentSurface(slack, recent_threads=lambda team_id, user_id: db.recent_threads(team_id, user_id))
+    listeners.register(
+        app, store=db, scheduler=scheduler, notices=notices, forget=forget, access=settings.access, surface=surface
+    )
     return Bot(
         settings=settings,
         app=app,
@@ -209,6 +215,7 @@ async def build_bot(
         http=http,
         identity=identity,
         notices=notices,
+        surface=surface,
         forgets=forgets,
         sweeper=RetentionSweeper(
             forgetter, retention_days=settings.retention_days, interval_s=settings.retention_sweep_s
