@@ -26,13 +26,13 @@ from bot.analysis.startup import check_model
 from bot.analysis.turns import TurnRunner
 from bot.analysis.workspace import Workspace
 from bot.config import Settings
-from bot.domain import ThreadKey
+from bot.domain import ThreadKey, Turn
 from bot.errors import ConfigError
 from bot.governance.budgets import BudgetGuard
 from bot.governance.forget import ThreadForget
 from bot.governance.pricing import Pricing
 from bot.governance.retention import Forgetter, RetentionSweeper
-from bot.i18n import Language
+from bot.i18n import Language, t
 from bot.slack import listeners
 from bot.slack.home import AgentSurface
 from bot.slack.notices import ThreadNotices
@@ -176,7 +176,15 @@ async def build_bot(
         pricing=Pricing(settings.prices, container_memory_limit=settings.container_memory_limit),
         budgets=BudgetGuard(settings.budgets, spending=UsageLedger(db.engine)),
     )
-    scheduler = TurnScheduler(conductor.run, max_concurrent=settings.max_concurrent_turns)
+    notices = ThreadNotices(slack)
+    scheduler = TurnScheduler(
+        conductor.run,
+        max_concurrent=settings.max_concurrent_turns,
+        on_queued=lambda turn, ahead: announce_queued(notices, turn, ahead),
+        on_slot_wait=lambda turn, ahead: notices.show_status(
+            turn.thread, t("status.waiting_slot", turn.language, place=ahead)
+        ),
+    )
     identity = BotIdentity(slack)
 
     # A plain function: Bolt passes arguments by their names (and would pass a method its `self`).
@@ -194,7 +202,6 @@ async def build_bot(
         # saves work on every event.
         attaching_conversation_kwargs_enabled=False,
     )
-    notices = ThreadNotices(slack)
     forgetter = Forgetter(store=db.retention, workspace=workspace)
     forgets = ThreadForget(forgetter=forgetter, scheduler=scheduler, notices=notices)
 
@@ -221,6 +228,21 @@ async def build_bot(
             forgetter, retention_days=settings.retention_days, interval_s=settings.retention_sweep_s
         ),
     )
+
+
+def announce_queued(notices: ThreadNotices, turn: Turn, ahead: int) -> None:
+    """Tell the asker at once, only them, that their question waits behind `ahead` earlier ones of the thread.
+
+    Ephemeral, not the status line: the thread's status belongs to the turn that is running. Turns queued
+    again after a restart (attempts > 0) were announced before.
+    """
+    if turn.attempts == 0:
+        notices.post_ephemeral(
+            channel=turn.thread.channel,
+            user_id=turn.user_id,
+            text=t("turn.queued", turn.language, ahead=ahead),
+            thread_ts=turn.thread.thread_ts,
+        )
 
 
 def http_app(bot: Bot) -> web.Application:

@@ -18,8 +18,8 @@ MESSAGES: dict[str, dict[Language, str]] = {
     "status.drawing_chart": {"ko": "차트를 그리는 중…", "en": "is drawing a chart…"},
     "status.uploading": {"ko": "결과 파일을 올리는 중…", "en": "is uploading results…"},
     "status.waiting_slot": {
-        "ko": "차례를 기다리는 중… (앞에 {ahead}개)",
-        "en": "is waiting for its turn… ({ahead} ahead)",
+        "ko": "다른 분석이 끝나기를 기다리는 중… (대기 {place}번째)",
+        "en": "is waiting for a free slot… (#{place} in line)",
     },
     "turn.queued": {
         "ko": "이 스레드의 앞선 질문 {ahead}개가 끝나면 이 질문에 답합니다.",

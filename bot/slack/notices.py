@@ -41,6 +41,15 @@ class ThreadNotices:
         except SlackApiError as exc:
             log.warning("notice in %s not posted: %s", thread, exc.response.get("error"))
 
+    async def show_status(self, thread: ThreadKey, text: str) -> None:
+        """Show `text` as the thread's status line now (awaited: it must come before what follows)."""
+        try:
+            await self._client.assistant_threads_setStatus(
+                channel_id=thread.channel, thread_ts=thread.thread_ts, status=text
+            )
+        except SlackApiError as exc:
+            log.warning("status in %s not shown: %s", thread, exc.response.get("error"))
+
     def post_ephemeral(self, *, channel: str, user_id: str, text: str, thread_ts: str | None = None) -> None:
         """Show `text` to `user_id` only (`chat.postEphemeral`), in `thread_ts` when given; returns at once.
 

@@ -207,3 +207,43 @@ async def test_home_for_a_newcomer_says_there_is_nothing_yet(
         await slack.wait_for(lambda: "U2" in slack.home_views)
     text = str(slack.home_views["U2"]["blocks"])
     assert "No analyses yet." in text and "아직 분석한 스레드가 없습니다." in text
+
+
+# ---------------------------------------------------------------------------------------------- waiting
+
+
+async def test_a_question_behind_a_running_one_says_it_waits_then_gets_the_normal_status(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    hold = asyncio.Event()
+    oai.scripts.append(Script(text="첫 번째 답변입니다 " * 3, hold=hold))
+    async with run_bot(slack, oai, sqlite_url):
+        ts = await ask(slack)
+        await slack.wait_for(lambda: oai.active_streams == 1)
+        await slack.user_posts(channel="C1", text="그리고 평균은?", thread_ts=ts)
+        await slack.wait_for(lambda: slack.ephemerals("U1") != [])
+        waiting = slack.ephemerals("U1")[0]
+        assert waiting.thread_ts == ts and "1개" in waiting.text, "at once, with how many are ahead"
+        statuses_before = len(slack.status_history)
+        hold.set()
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 2)
+    later = [status for _c, thread, status in slack.status_history[statuses_before:] if thread == ts and status]
+    assert later[0] == "분석하는 중…", "the normal status once it starts"
+
+
+async def test_a_question_behind_the_concurrency_limit_shows_its_place(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    hold = asyncio.Event()
+    oai.scripts.append(Script(text="busy " * 5, hold=hold))
+    async with run_bot(slack, oai, sqlite_url, env={"MAX_CONCURRENT_TURNS": "1"}):
+        first = await ask(slack, "<@UBOT> first question")
+        await slack.wait_for(lambda: oai.active_streams == 1)
+        second = await ask(slack, "<@UBOT> second question")
+        await slack.wait_for(lambda: slack.status("C1", second) != "")
+        assert slack.status("C1", second) == "is waiting for a free slot… (#1 in line)"
+        hold.set()
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", second)) == 1)
+    statuses = [status for _c, thread, status in slack.status_history if thread == second and status]
+    assert statuses[:2] == ["is waiting for a free slot… (#1 in line)", "is analyzing…"]
+    assert answer_texts(slack, "C1", first)
