@@ -30,19 +30,20 @@ from bot.analysis.startup import check_model
 from bot.analysis.turns import TurnRunner
 from bot.analysis.workspace import Workspace
 from bot.config import Settings
-from bot.domain import ThreadKey
+from bot.domain import ThreadKey, Turn
 from bot.errors import ConfigError
 from bot.governance.budgets import BudgetGuard
 from bot.governance.forget import ThreadForget
 from bot.governance.pricing import Pricing
 from bot.governance.retention import Forgetter, RetentionSweeper
-from bot.i18n import Language
+from bot.i18n import Language, t
 from bot.ops import metrics as ops_metrics
 from bot.ops.health import Readiness, database_check, health_app
 from bot.ops.metrics import Metrics
 from bot.slack import listeners
 from bot.slack.client import CountingWebClient
 from bot.slack.clients import SlackClients
+from bot.slack.home import AgentSurface
 from bot.slack.notices import ThreadNotices
 from bot.slack.oauth import Installations, Uninstalls, installation_store, oauth_settings
 from bot.slack.startup import BotIdentity, socket_mode_url
@@ -102,6 +103,7 @@ class Bot:
     http: aiohttp.ClientSession
     identity: BotIdentity | None  # None in OAuth mode: every workspace has its own token
     notices: ThreadNotices
+    surface: AgentSurface
     forgets: ThreadForget
     sweeper: RetentionSweeper
     uninstalls: Uninstalls
@@ -174,6 +176,7 @@ class Bot:
         await self.forgets.close(grace_s=min(grace_s, 2.0))
         await self.uninstalls.close(grace_s=min(grace_s, 2.0))
         await self.notices.close()
+        await self.surface.close()
         with contextlib.suppress(Exception):
             await self.store.release_leases()
         if self.replicas is not None:
@@ -226,9 +229,18 @@ async def build_bot(
         pricing=Pricing(settings.prices, container_memory_limit=settings.container_memory_limit),
         budgets=BudgetGuard(settings.budgets, spending=UsageLedger(db.engine)),
     )
+    notices = ThreadNotices(clients)
     # The one place the database decides how turns are ordered: PostgreSQL may be shared by replicas.
     replicas = await ReplicaCoordinator.open(db) if db.engine.dialect.name == "postgresql" else None
-    scheduler = TurnScheduler(conductor.run, max_concurrent=settings.max_concurrent_turns, gate=replicas)
+    scheduler = TurnScheduler(
+        conductor.run,
+        max_concurrent=settings.max_concurrent_turns,
+        gate=replicas,
+        on_queued=lambda turn, ahead: announce_queued(notices, turn, ahead),
+        on_slot_wait=lambda turn, ahead: notices.show_status(
+            turn.thread, t("status.waiting_slot", turn.language, place=ahead)
+        ),
+    )
     metrics = Metrics()
     metrics.track_turns(in_progress=lambda: scheduler.running_count, waiting=lambda: scheduler.waiting_count)
     app = AsyncApp(
@@ -242,7 +254,6 @@ async def build_bot(
         # saves work on every event.
         attaching_conversation_kwargs_enabled=False,
     )
-    notices = ThreadNotices(clients)
     forgetter = Forgetter(store=db.retention, workspace=workspace)
     stop_elsewhere = replicas.stop_elsewhere if replicas is not None else None
     forgets = ThreadForget(forgetter=forgetter, scheduler=scheduler, notices=notices, stop_elsewhere=stop_elsewhere)
@@ -256,6 +267,7 @@ async def build_bot(
     def forget(thread: ThreadKey, lang: Language, addressed: bool) -> None:
         forgets.request(thread, lang, addressed=addressed)
 
+    surface = AgentSurface(clients, recent_threads=lambda team_id, user_id: db.recent_threads(team_id, user_id))
     listeners.register(
         app,
         store=db,
@@ -265,6 +277,7 @@ async def build_bot(
         uninstalled=uninstalls.request,
         access=settings.access,
         stop_elsewhere=stop_elsewhere,
+        surface=surface,
     )
     bot = Bot(
         settings=settings,
@@ -276,6 +289,7 @@ async def build_bot(
         http=http,
         identity=identity,
         notices=notices,
+        surface=surface,
         forgets=forgets,
         uninstalls=uninstalls,
         metrics=metrics,
@@ -288,6 +302,22 @@ async def build_bot(
     if replicas is not None:
         replicas.on_notice = bot.on_replica_notice
     return bot
+
+
+def announce_queued(notices: ThreadNotices, turn: Turn, ahead: int) -> None:
+    """Tell the asker at once, only them, that their question waits behind `ahead` earlier ones of the thread.
+
+    Ephemeral, not the status line: the thread's status belongs to the turn that is running. Turns queued
+    again after a restart (attempts > 0) were announced before.
+    """
+    if turn.attempts == 0:
+        notices.post_ephemeral(
+            team_id=turn.thread.team_id,
+            channel=turn.thread.channel,
+            user_id=turn.user_id,
+            text=t("turn.queued", turn.language, ahead=ahead),
+            thread_ts=turn.thread.thread_ts,
+        )
 
 
 def _authorization(

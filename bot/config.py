@@ -48,6 +48,8 @@ BOT_SCOPES = (
     "groups:history",
     "im:history",
     "mpim:history",
+    "assistant:write",
+    "users:read",
 )
 _SCOPE = re.compile(r"^[a-z][a-z0-9_.-]*(:[a-z0-9_.-]+)+$")
 

@@ -26,6 +26,22 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class StepStarted:
+    """A code-interpreter call began running `code` (shown as one step of the answer's timeline)."""
+
+    step_id: str
+    code: str
+
+
+@dataclass(frozen=True)
+class StepDone:
+    """The code-interpreter call `step_id` ended (`failed` when the call did not complete)."""
+
+    step_id: str
+    failed: bool = False
+
+
+@dataclass(frozen=True)
 class FileCited:
     """The answer cites a file the model created in its container."""
 
@@ -66,4 +82,4 @@ class TurnDone:
     code_runs: int = 0
 
 
-TurnEvent = TextDelta | Progress | FileCited | ImageOutput | TurnDone
+TurnEvent = TextDelta | Progress | StepStarted | StepDone | FileCited | ImageOutput | TurnDone

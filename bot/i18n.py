@@ -17,6 +17,53 @@ MESSAGES: dict[str, dict[Language, str]] = {
     "status.running_python": {"ko": "Python을 실행하는 중…", "en": "is running Python…"},
     "status.drawing_chart": {"ko": "차트를 그리는 중…", "en": "is drawing a chart…"},
     "status.uploading": {"ko": "결과 파일을 올리는 중…", "en": "is uploading results…"},
+    "status.waiting_slot": {
+        "ko": "다른 분석이 끝나기를 기다리는 중… (대기 {place}번째)",
+        "en": "is waiting for a free slot… (#{place} in line)",
+    },
+    "turn.queued": {
+        "ko": "이 스레드의 앞선 질문 {ahead}개가 끝나면 이 질문에 답합니다.",
+        "en": "Waiting: {ahead} earlier question(s) in this thread come first; I'll answer this one next.",
+    },
+    "step.reading": {"ko": "{filename} 읽는 중", "en": "Reading {filename}"},
+    "step.drawing_chart": {"ko": "차트 그리기", "en": "Drawing a chart"},
+    "step.running_python": {"ko": "Python 실행", "en": "Running Python"},
+    "pane.prompts_title": {"ko": "이렇게 시작해 보세요", "en": "Try one of these"},
+    "pane.prompt_upload.title": {"ko": "CSV 올리고 질문하기", "en": "Ask about a CSV"},
+    "pane.prompt_upload.message": {
+        "ko": "CSV 파일을 올릴게요. 무엇이든 물어볼 수 있게 먼저 요약해 주세요.",
+        "en": "Upload a CSV and ask me anything about it. I'll share one now: summarize it first.",
+    },
+    "pane.prompt_chart.title": {"ko": "차트 그리기", "en": "Draw a chart"},
+    "pane.prompt_chart.message": {
+        "ko": "올린 파일에서 월별 추이를 차트로 그려 주세요.",
+        "en": "Draw a chart of the monthly trend in the file I share.",
+    },
+    "pane.prompt_clean.title": {"ko": "데이터 점검하기", "en": "Check data quality"},
+    "pane.prompt_clean.message": {
+        "ko": "올린 파일에서 빈 값, 중복, 이상한 값을 찾아 주세요.",
+        "en": "Find missing values, duplicates and outliers in the file I share.",
+    },
+    "pane.prompt_compare.title": {"ko": "그룹별 비교하기", "en": "Compare groups"},
+    "pane.prompt_compare.message": {
+        "ko": "올린 파일을 범주별로 묶어 평균과 합계를 표로 비교해 주세요.",
+        "en": "Group the file I share by category and compare averages and totals in a table.",
+    },
+    "home.title": {"ko": "CSV 분석 봇 사용법", "en": "How to use the CSV analyst"},
+    "home.how_to": {
+        "ko": "• *파일 공유*: 채널이나 DM에 CSV·TSV·XLSX·JSON 파일을 올립니다.\n"
+        "• *멘션*: 파일과 함께 `@csv-analyst 질문`을 보내면 스레드에서 Python으로 분석해 답합니다.\n"
+        "• *후속 질문*: 같은 스레드에 이어서 물어보면 같은 파일과 대화를 이어 씁니다.\n"
+        "• *중지*: 답변의 중지 버튼을 누르거나 스레드에 `중지`라고 보내면 분석을 멈춥니다.\n"
+        "• *삭제*: 스레드에 `잊어줘`라고 보내면 그 스레드의 파일과 분석 데이터를 지웁니다.",
+        "en": "• *Share a file*: post a CSV, TSV, XLSX or JSON file in a channel or a DM.\n"
+        "• *Mention*: send `@csv-analyst your question` with it; the analysis runs Python and answers in the thread.\n"
+        "• *Follow up*: keep asking in the same thread; it keeps the files and the conversation.\n"
+        "• *Stop*: press the answer's Stop button, or reply `stop`, to end a running analysis.\n"
+        "• *Forget*: reply `forget` in a thread to delete its files and analysis data.",
+    },
+    "home.recent_title": {"ko": "최근 분석", "en": "Your recent analyses"},
+    "home.recent_none": {"ko": "아직 분석한 스레드가 없습니다.", "en": "No analyses yet."},
     "turn.resumed": {
         "ko": "_(봇이 재시작되어 이 질문에 이어서 답합니다.)_",
         "en": "_(The bot restarted; answering this question now.)_",

@@ -43,6 +43,12 @@ METHOD_SCOPES: dict[str, frozenset[str]] = {
     "conversations_history": HISTORY,
     "users_info": frozenset({"users:read"}),
     "reactions_add": frozenset({"reactions:write"}),
+    # The agent surface (slack-api.md §12, peers.md §4): assistant and agent-session methods need assistant:write.
+    "assistant_threads_setSuggestedPrompts": frozenset({"assistant:write"}),
+    "assistant_threads_setTitle": frozenset({"assistant:write"}),
+    "agents_sessions_setStatus": frozenset({"assistant:write"}),
+    "views_publish": frozenset(),  # App Home: no scope
+    "chat_getPermalink": frozenset(),  # no scope
 }
 # Event the code listens to -> (subscriptions in the manifest, bot scopes they need).
 EVENT_SUBSCRIPTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
@@ -50,6 +56,9 @@ EVENT_SUBSCRIPTIONS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     "message": (frozenset({"message.channels", "message.groups", "message.im", "message.mpim"}), HISTORY),
     "app_uninstalled": (frozenset({"app_uninstalled"}), frozenset()),
     "tokens_revoked": (frozenset({"tokens_revoked"}), frozenset()),
+    "assistant_thread_started": (frozenset({"assistant_thread_started"}), frozenset({"assistant:write"})),
+    "agent_session_stopped": (frozenset({"agent_session_stopped"}), frozenset({"assistant:write"})),
+    "app_home_opened": (frozenset({"app_home_opened"}), frozenset()),
 }
 # Downloading a shared file (url_private / url_private_download with the bot token) needs files:read.
 DOWNLOAD_SCOPES = frozenset({"files:read"})
@@ -146,6 +155,10 @@ def test_manifest_asks_for_exactly_the_scopes_and_events_the_code_uses(name: str
     assert manifest["settings"]["interactivity"]["is_enabled"] is registers_actions()
     assert manifest["settings"]["socket_mode_enabled"] is (name == "manifest.yml")
     assert manifest["features"]["bot_user"]["display_name"]
+    if "assistant_thread_started" in listened_events() or "agent_session_stopped" in listened_events():
+        assert manifest["features"]["agent_view"]["agent_description"], "the agent pane is declared"
+    if "app_home_opened" in listened_events():
+        assert manifest["features"]["app_home"]["home_tab_enabled"] is True
     # What an OAuth install asks for by default (SLACK_SCOPES unset) is what the manifests grant.
     assert set(BOT_SCOPES) == granted and len(BOT_SCOPES) == len(granted)
 

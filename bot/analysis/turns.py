@@ -12,7 +12,18 @@ import openai
 
 from bot.analysis.openai_errors import convert, is_conversation_locked, stream_error
 from bot.errors import OpenAIBusy, OpenAIRateLimited, OpenAIUnavailable
-from bot.events import FileCited, ImageOutput, Progress, StopReason, TextDelta, TurnDone, TurnEvent, Usage
+from bot.events import (
+    FileCited,
+    ImageOutput,
+    Progress,
+    StepDone,
+    StepStarted,
+    StopReason,
+    TextDelta,
+    TurnDone,
+    TurnEvent,
+    Usage,
+)
 from bot.ops.logging import set_openai_request_id
 
 log = logging.getLogger(__name__)
@@ -134,10 +145,13 @@ class TurnRunner:
                 phase = {"code_interpreter_call": "running_python", "reasoning": "reasoning"}
                 if event.item.type in phase:
                     yield Progress(phase[event.item.type])  # type: ignore[arg-type]
-            elif kind == "response.code_interpreter_call_code.done" and _draws_chart(event.code or ""):
-                yield Progress("drawing_chart")
+            elif kind == "response.code_interpreter_call_code.done":
+                if _draws_chart(event.code or ""):
+                    yield Progress("drawing_chart")
+                yield StepStarted(step_id=str(event.item_id), code=event.code or "")
             elif kind == "response.output_item.done" and event.item.type == "code_interpreter_call":
                 item = event.item
+                yield StepDone(step_id=str(item.id), failed=item.status in ("failed", "incomplete"))
                 if item.container_id and item.container_id not in container_ids:
                     container_ids.append(item.container_id)
                 saves = "savefig(" in (item.code or "")

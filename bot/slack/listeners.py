@@ -1,6 +1,10 @@
 """Slack events -> is it ours? -> may this person ask? -> a recorded turn handed to the thread's queue.
 
-No API calls here: a refused person's "not enabled for you here" is posted on a background task.
+No API calls here: a refused person's "not enabled for you here" is posted on a background task, and so
+are the agent pane's suggested prompts and the Home tab (`bot.slack.home`).
+
+Stop has one path: a reply of only "stop" (or 중지, …) and the native Stop button (`agent_session_stopped`)
+both call `scheduler.stop(thread)`; the turn then ends at OpenAI and says so (see the conductor).
 
 Both `app_mention` and `message` events arrive for a mention in a channel; the store records each
 (team, channel, ts) once, so the first delivery wins and the rest (and Slack's retries) are dropped.
@@ -24,6 +28,7 @@ from bot.config import AccessPolicy
 from bot.domain import Incoming, SlackFile, ThreadKey, mentions, strip_mentions
 from bot.governance.access import FollowUp, allowed, follow_up_rule, is_question
 from bot.i18n import Language, detect_language, t
+from bot.slack.home import AgentSurface
 from bot.slack.notices import ThreadNotices
 from bot.slack.reply import FEEDBACK_ACTION_ID
 from bot.store import Store
@@ -122,8 +127,10 @@ def register(
     access: AccessPolicy | None = None,
     uninstalled: UninstallRequest | None = None,
     stop_elsewhere: StopElsewhere | None = None,
+    surface: AgentSurface | None = None,
 ) -> None:
-    """All of the bot's Slack entry points; `access` (default: everyone, any follow-up) decides who may ask."""
+    """All of the bot's Slack entry points; `access` (default: everyone, any follow-up) decides who may ask;
+    `surface` answers the agent pane and the Home tab."""
     policy = access or AccessPolicy()
     handled_stops: OrderedDict[tuple[str, str, str], None] = OrderedDict()
 
@@ -136,19 +143,49 @@ def register(
             handled_stops.popitem(last=False)
         return True
 
-    async def on_stop(incoming: Incoming) -> None:
-        if not first_delivery(incoming):
+    async def stop(thread: ThreadKey, *, nothing_running: Language | None) -> None:
+        """Stop the thread's running turn; with nothing running, say so in `nothing_running` (None: quietly)."""
+        if scheduler.stop(thread):
+            log.info("stop requested in %s", thread)
             return
-        if scheduler.stop(incoming.thread):
-            log.info("stop requested in %s", incoming.thread)
+        if stop_elsewhere is not None and await stop_elsewhere(thread):
+            log.info("stop requested in %s, passed on to the replica running it", thread)
             return
-        if stop_elsewhere is not None and await stop_elsewhere(incoming.thread):
-            log.info("stop requested in %s, passed on to the replica running it", incoming.thread)
-            return
-        if await store.session(incoming.thread) is None:
+        if nothing_running is None or await store.session(thread) is None:
             return  # not a thread of ours: the word was not addressed to the bot
-        log.info("stop requested in %s, nothing running", incoming.thread)
-        notices.post(incoming.thread, t("turn.nothing_to_stop", detect_language(incoming.text)))
+        log.info("stop requested in %s, nothing running", thread)
+        notices.post(thread, t("turn.nothing_to_stop", nothing_running))
+
+    async def on_stop(incoming: Incoming) -> None:
+        if first_delivery(incoming):
+            await stop(incoming.thread, nothing_running=detect_language(incoming.text))
+
+    async def on_stop_button(event: dict[str, Any], context: AsyncBoltContext, body: dict[str, Any]) -> None:
+        """The native Stop button: Slack already stopped the streams; the turn stops like on "stop".
+
+        A repeat (Slack's redelivery, or a click after the turn ended) finds nothing running and is quiet:
+        the button only shows on an answer, so there is nothing to explain.
+        """
+        channel, thread_ts = event.get("channel"), event.get("thread_ts")
+        if channel and thread_ts:
+            team_id = context.team_id or body.get("team_id") or ""
+            await stop(ThreadKey(team_id, str(channel), str(thread_ts)), nothing_running=None)
+
+    async def on_assistant_thread_started(
+        event: dict[str, Any], context: AsyncBoltContext, body: dict[str, Any]
+    ) -> None:
+        thread = event.get("assistant_thread") or {}
+        if surface is not None and thread.get("channel_id") and thread.get("thread_ts") and thread.get("user_id"):
+            surface.thread_started(
+                team_id=context.team_id or body.get("team_id") or str(thread.get("context", {}).get("team_id") or ""),
+                channel=str(thread["channel_id"]),
+                thread_ts=str(thread["thread_ts"]),
+                user_id=str(thread["user_id"]),
+            )
+
+    async def on_app_home_opened(event: dict[str, Any], context: AsyncBoltContext, body: dict[str, Any]) -> None:
+        if surface is not None and event.get("tab") == "home" and event.get("user"):
+            surface.home_opened(team_id=context.team_id or body.get("team_id") or "", user_id=str(event["user"]))
 
     async def on_refused(incoming: Incoming) -> None:
         """One ephemeral notice: per message for a mention or DM, per thread for un-mentioned replies."""
@@ -239,3 +276,6 @@ def register(
     app.event("app_mention")(on_user_message)
     app.event("message")(on_user_message)
     app.action(FEEDBACK_ACTION_ID)(on_feedback)
+    app.event("agent_session_stopped")(on_stop_button)
+    app.event("assistant_thread_started")(on_assistant_thread_started)
+    app.event("app_home_opened")(on_app_home_opened)

@@ -45,6 +45,16 @@ class ThreadNotices:
         except SlackApiError as exc:
             log.warning("notice in %s not posted: %s", thread, exc.response.get("error"))
 
+    async def show_status(self, thread: ThreadKey, text: str) -> None:
+        """Show `text` as the thread's status line now (awaited: it must come before what follows)."""
+        client = await self._clients.for_team(thread.team_id)
+        if client is None:
+            return
+        try:
+            await client.assistant_threads_setStatus(channel_id=thread.channel, thread_ts=thread.thread_ts, status=text)
+        except SlackApiError as exc:
+            log.warning("status in %s not shown: %s", thread, exc.response.get("error"))
+
     def post_ephemeral(
         self, *, team_id: str, channel: str, user_id: str, text: str, thread_ts: str | None = None
     ) -> None:

@@ -1,6 +1,12 @@
-"""Our answer in Slack: thread status, streamed text with a posting fallback, notices and uploads.
+"""Our answer in Slack: thread status, streamed text with a posting fallback, steps, notices and uploads.
 
 Never imports `openai`; it is driven by `conductor.py` with plain text and file bytes.
+
+Steps (one per code-interpreter call) are `task_update` chunks on the answer's stream. The model often
+runs code before it writes any text, so the first step opens the answer stream itself (with
+`task_display_mode="timeline"`) and the text follows in the same message: a turn with code makes no
+more stream calls than one without. Where Slack refuses the chunks (`invalid_chunks`, or the answer is
+a posted message, not a stream) steps stay off for the turn and the caller shows the status line.
 """
 
 from __future__ import annotations
@@ -81,6 +87,7 @@ class ThreadReply:
         self._message_text = ""  # what that message shows so far
         self._streaming = False  # True while `_message_ts` is an open chat stream
         self._use_streams = True  # False after chat.startStream was refused: post and update instead
+        self._use_steps = True  # False after Slack refused a task_update chunk: status line instead
         self._last_flush = 0.0
         self.answer_ts: list[str] = []  # the messages that carry answer text (not notices), oldest first
         self._delivered_chars = 0
@@ -95,6 +102,57 @@ class ThreadReply:
             )
         except SlackApiError as exc:
             log.warning("setStatus failed in %s: %s", self._thread, exc.response.get("error"))
+
+    async def set_title(self, title: str) -> None:
+        """Name the thread in the assistant pane (`assistant.threads.setTitle`; DM threads only, where Slack
+        shows titles). Failures are only logged."""
+        try:
+            await self._client.assistant_threads_setTitle(
+                channel_id=self._thread.channel, thread_ts=self._thread.thread_ts, title=title
+            )
+        except SlackApiError as exc:
+            log.info("setTitle failed in %s: %s", self._thread, exc.response.get("error"))
+
+    async def end_session(self) -> None:
+        """Move the thread's agent session off "processing" when its stream could not be stopped by us
+        (Slack stopped it: the Stop button, or expiry). Failures are only logged."""
+        try:
+            await self._client.agents_sessions_setStatus(
+                channel_id=self._thread.channel, thread_ts=self._thread.thread_ts, status="active"
+            )
+        except SlackApiError as exc:
+            log.info("agents.sessions.setStatus failed in %s: %s", self._thread, exc.response.get("error"))
+
+    # ---- steps ----------------------------------------------------------------------------------------
+
+    async def step(self, step_id: str, title: str, *, status: str) -> bool:
+        """Show step `step_id` as `status` (in_progress | complete | error) on the answer stream, opening
+        it if needed. Returns False when steps cannot be shown (the caller shows the status line)."""
+        if not self._use_steps:
+            return False
+        chunk = {"type": "task_update", "id": step_id, "title": title, "status": status}
+        try:
+            if self._message_ts is not None and self._streaming:
+                await self._client.chat_appendStream(channel=self._thread.channel, ts=self._message_ts, chunks=[chunk])
+                return True
+            if self._message_ts is None and self._use_streams:
+                response = await self._client.chat_startStream(
+                    channel=self._thread.channel,
+                    thread_ts=self._thread.thread_ts,
+                    recipient_team_id=self._thread.team_id,
+                    recipient_user_id=self._recipient,
+                    chunks=[chunk],
+                    task_display_mode="timeline",
+                )
+                await self._started(str(response["ts"]), "", streaming=True)
+                return True
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", ""))
+            log.info("steps refused in %s (%s); showing the status line instead", self._thread, error)
+            if error in STREAM_CLOSED_ERRORS:
+                self._streaming = False
+        self._use_steps = False
+        return False
 
     # ---- streamed text --------------------------------------------------------------------------------
 
@@ -204,10 +262,13 @@ class ThreadReply:
                     log.warning("chat.stopStream refused the buttons (%s); stopping without them", error)
                     await self._close_message()
                     return
-                # The text is already shown; a stream Slack closed itself (it expires after a few
-                # minutes) needs no stop, and its buttons are added by editing, below.
+                # The text is already shown; a stream Slack closed itself (the Stop button, or it
+                # expired after a few minutes) needs no stop, and its buttons are added by editing,
+                # below. Its agent session still says "processing": end that.
                 log.info("chat.stopStream failed (%s) for %s", error, self._message_ts)
                 self._streaming = False
+                if error in STREAM_CLOSED_ERRORS:
+                    await self.end_session()
         if self._message_ts is not None and not self._streaming and blocks:
             # A posted (not streamed) answer: `markdown_text` cannot carry blocks, so the text moves
             # into a markdown block above them.

@@ -457,6 +457,23 @@ class Store:
             )
             return [(str(r[0]), str(r[1])) for r in result.all()]
 
+    @_database_errors_as_ours
+    async def recent_threads(self, team_id: str, user_id: str, *, limit: int = 10) -> list[tuple[ThreadKey, str]]:
+        """The threads `user_id` asked the bot in most recently, newest first, each with its first question
+        of theirs (for the App Home list). At most `limit` threads."""
+        query = (
+            sa.select(turns.c.channel, turns.c.thread_ts, turns.c.text)
+            .where(turns.c.team_id == team_id, turns.c.user_id == user_id)
+            .order_by(turns.c.created_at.desc(), turns.c.id.desc())
+            .limit(limit * 20)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        firsts: dict[ThreadKey, str] = {}
+        for channel, thread_ts, text in rows:  # newest first: the last text seen is the thread's first
+            firsts[ThreadKey(team_id, str(channel), str(thread_ts))] = str(text)
+        return list(firsts.items())[:limit]
+
     # ---- generated outputs -----------------------------------------------------------------------------
 
     async def claim_output(self, container_id: str, file_id: str) -> bool:

@@ -70,6 +70,14 @@ class TerminalSink:
         # The English statuses follow the app's name in Slack ("… is running Python…").
         self.line(status.removeprefix("is "))
 
+    async def step(self, step_id: str, title: str, *, status: str) -> bool:
+        """A code step as a progress line on stderr when it starts (its end needs no line)."""
+        if status == "in_progress":
+            await self.set_status(f"▸ {title}")
+        elif status == "error":
+            await self.set_status(f"✗ {title}")
+        return True
+
     def line(self, text: str) -> None:
         """One line on stderr (progress, notes, errors)."""
         self._stderr.write(text + "\n")

@@ -7,11 +7,12 @@ import contextlib
 from bot.analysis.turns import TurnRunner
 from bot.domain import Turn
 from bot.errors import BotError
-from bot.events import FileCited, ImageOutput, Progress, TextDelta, TurnDone
+from bot.events import FileCited, ImageOutput, Progress, StepDone, StepStarted, TextDelta, TurnDone
 from bot.i18n import Language, t
 from bot.turn.environment import Environment
 from bot.turn.outputs import Outputs
 from bot.turn.sink import AnswerSink
+from bot.turn.steps import step_title
 
 # No status for writing the answer: the streamed text itself shows it (and a status call there
 # would delay the first visible text by a round trip).
@@ -45,6 +46,8 @@ async def stream_answer(
     Raises what `TurnRunner.stream` raises (e.g. `ContainerExpired`, for the caller to recover from).
     """
     outputs = Outputs()
+    steps: dict[str, str] = {}  # step id -> title, for the running steps shown on the answer stream
+    shows_steps = False  # once a step is shown, the timeline replaces the "running Python" status
     stream = runner.stream(
         conversation_id=env.conversation_id,
         container_id=env.container_id,
@@ -58,8 +61,19 @@ async def stream_answer(
                 outputs.text.append(event.text)
                 await reply.write(event.text)
             elif isinstance(event, Progress):
+                if shows_steps and event.phase != "reasoning":
+                    continue  # the step timeline shows it
                 await reply.flush()
                 await reply.set_status(t(PHASE_STATUS[event.phase], turn.language))
+            elif isinstance(event, StepStarted):
+                title = step_title(event.code, turn.language)
+                await reply.flush()
+                if await reply.step(event.step_id, title, status="in_progress"):
+                    steps[event.step_id], shows_steps = title, True
+            elif isinstance(event, StepDone) and event.step_id in steps:
+                status = "error" if event.failed else "complete"
+                if not await reply.step(event.step_id, steps.pop(event.step_id), status=status):
+                    await reply.set_status(t("status.thinking", turn.language))
             elif isinstance(event, FileCited):
                 outputs.cited.append(event)
             elif isinstance(event, ImageOutput):

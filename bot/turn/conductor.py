@@ -36,6 +36,7 @@ from bot.turn.intake import Intake
 from bot.turn.outputs import OutputDelivery
 from bot.turn.prompt import turn_input
 from bot.turn.scheduler import StopSignal
+from bot.turn.title import name_thread
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +291,7 @@ class Conductor:
             await self._budgets.ensure_within(turn)
         session = await self._store.session(thread) or Session(thread=thread)
         await announce_fresh_start(session, retention=self._store.retention, reply=reply, lang=lang)
+        await name_thread(turn, session, reply)
         brought = await self._files_in.bring(turn, session, reply, lang, slack=slack)
         billable.bytes_uploaded += brought.uploaded_bytes
         files = await self._store.thread_files(thread)

@@ -26,6 +26,11 @@ class StopSignal(asyncio.Event):
 
 
 RunTurn = Callable[[Turn, StopSignal], Awaitable[None]]
+# A turn queued behind earlier turns of its thread, with how many are ahead (called at once, must not
+# block); a turn waiting for one of the `max_concurrent` slots, with its place in that line (1 = next;
+# awaited before it waits, so what it shows comes before the turn's own status).
+OnQueued = Callable[[Turn, int], None]
+OnSlotWait = Callable[[Turn, int], Awaitable[None]]
 
 
 class ThreadGate(Protocol):
@@ -49,9 +54,20 @@ class TurnScheduler:
     stop the running turn of that thread.
     """
 
-    def __init__(self, run_turn: RunTurn, *, max_concurrent: int = 16, gate: ThreadGate | None = None) -> None:
+    def __init__(
+        self,
+        run_turn: RunTurn,
+        *,
+        max_concurrent: int = 16,
+        gate: ThreadGate | None = None,
+        on_queued: OnQueued | None = None,
+        on_slot_wait: OnSlotWait | None = None,
+    ) -> None:
         self._run_turn = run_turn
         self._gate = gate
+        self._on_queued = on_queued
+        self._on_slot_wait = on_slot_wait
+        self._slot_waiters = 0
         self._queues: dict[ThreadKey, deque[Turn]] = {}
         self._workers: dict[ThreadKey, asyncio.Task[None]] = {}
         self._stops: dict[ThreadKey, StopSignal] = {}
@@ -84,6 +100,8 @@ class TurnScheduler:
         if any(queued.id == turn.id for queued in queue):
             return
         queue.append(turn)
+        if len(queue) > 1 and self._on_queued is not None:
+            self._on_queued(turn, len(queue) - 1)
         self._start_worker(turn.thread)
 
     def wake(self, thread: ThreadKey) -> None:
@@ -151,12 +169,19 @@ class TurnScheduler:
         stop = self._stops[thread] = StopSignal()
         self._running[thread] = turn.id
         try:
-            async with self._slots:
-                self._in_progress += 1
-                try:
-                    await self._run_turn(turn, stop)
-                finally:
-                    self._in_progress -= 1
+            if self._slots.locked() and self._on_slot_wait is not None:
+                await self._on_slot_wait(turn, self._slot_waiters + 1)
+            self._slot_waiters += 1
+            try:
+                await self._slots.acquire()
+            finally:
+                self._slot_waiters -= 1
+            self._in_progress += 1
+            try:
+                await self._run_turn(turn, stop)
+            finally:
+                self._in_progress -= 1
+                self._slots.release()
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -18,5 +18,9 @@ class AnswerSink(Protocol):
     async def set_status(self, status: str) -> None:
         """Show what the analysis is doing now ("" clears it)."""
 
+    async def step(self, step_id: str, title: str, *, status: str) -> bool:
+        """Show one code step as `status` (in_progress | complete | error); False when steps cannot be shown
+        (the caller then shows the status line instead)."""
+
     async def upload(self, *, filename: str, data: bytes, title: str) -> None:
         """Deliver a file the model made."""

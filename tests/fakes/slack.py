@@ -22,6 +22,11 @@ so a bug shows up here rather than in production. Deliberate choices (see each m
   stops) through whichever transport is active, so self-event filtering is exercised.
 - Socket Mode retries use a new `envelope_id` with the same payload (same `event_id`), `retry_attempt` + 1.
 - Missing required arguments answer the generic `invalid_arguments` (with `response_metadata.messages`).
+- The agent surface (../shared/reference/slack-api.md §12): `press_stop()` is the native Stop button (Slack stops
+  the thread's streams itself, then sends `agent_session_stopped`; the session stays "processing" until the app
+  calls `agents.sessions.setStatus` or `chat.stopStream`); `open_assistant_thread()` opens a pane thread (root
+  subtype `assistant_app_thread`, event `assistant_thread_started`); `open_app_home()` sends `app_home_opened`.
+  A chunk without `id`, `title` or a valid `status` is refused with `invalid_chunks`.
 - `chat.postEphemeral` messages are seen by one user only: they are in `ephemerals(user)`, never in `thread()`,
   `channel_root_messages()`, history or events. The user must be a member (`user_not_in_channel`);
   `markdown_text` is refused there, as the reference lists only `text`/`blocks` for the method.
@@ -61,10 +66,13 @@ HISTORY_DEFAULT_LIMIT = 100
 REPLIES_DEFAULT_LIMIT = 1000
 BOT_SCOPES = (
     "app_mentions:read,chat:write,files:read,files:write,channels:history,groups:history,"
-    "im:history,mpim:history,reactions:write,users:read"
+    "im:history,mpim:history,reactions:write,users:read,assistant:write"
 )
 # Form-encoded clients send these as JSON strings; we decode them so tests see lists either way.
-_JSON_PARAMS = ("blocks", "chunks", "files", "loading_messages", "metadata", "attachments")
+_JSON_PARAMS = ("blocks", "chunks", "files", "loading_messages", "metadata", "attachments", "prompts", "view")
+_SESSION_STATUSES = {"processing", "active", "suspended", "closed"}
+MAX_SUGGESTED_PROMPTS = 4
+MAX_HOME_BLOCKS = 100
 _MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
 _TASK_STATUSES = {"pending", "in_progress", "complete", "error"}
 _PRETTY_TYPES = {"csv": "CSV", "tsv": "TSV", "png": "PNG", "text": "Plain Text", "xlsx": "Excel Spreadsheet"}
@@ -335,6 +343,12 @@ class FakeSlack:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._ephemerals: list[Ephemeral] = []
+        # The agent surface: per (channel, thread_ts) the session status, suggested prompts and title; per
+        # user the published Home view.
+        self.session_statuses: dict[tuple[str, str], str] = {}
+        self.suggested_prompts: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.titles: dict[tuple[str, str], str] = {}
+        self.home_views: dict[str, dict[str, Any]] = {}
         self.add_channel("C1")
         self.add_channel("D1", is_im=True, members={"U1"})
         self.add_user("U1", name="user1", locale="ko-KR", tz="Asia/Seoul")
@@ -752,6 +766,42 @@ class FakeSlack:
         self._start_delivery(payload, 0, "", sent, "interactive")
         await sent.wait()
 
+    async def press_stop(self, *, channel: str, thread_ts: str, user: str = "U1") -> list[str]:
+        """A person clicks the native Stop button of the thread's streamed answer: Slack stops every live
+        stream of the thread itself, then delivers `agent_session_stopped` (with those streams' ts, possibly
+        none). Returns the stopped message ts."""
+        root = self._thread_root(channel, thread_ts)
+        stopped = [m.ts for m in self._replies(root) if m.bot and self._is_streaming(m)]
+        for m in self._replies(root):
+            if m.ts in stopped:
+                m.stream_stopped = True
+        event = {"type": "agent_session_stopped", "channel": channel, "thread_ts": thread_ts}
+        event.update(streaming_message_ts=stopped, user=user, event_ts=self._next_ts())
+        await self.deliver(self._envelope(event))
+        return stopped
+
+    async def open_assistant_thread(self, *, user: str = "U1", channel: str = "D1", context_channel: str = "C1") -> str:
+        """The user opens a new thread in the assistant pane: its root (subtype `assistant_app_thread`) is
+        created and `assistant_thread_started` delivered. Returns the thread's ts."""
+        ch = self._channel(channel)
+        if not ch.is_im:
+            raise ValueError("assistant threads live in the DM with the app")
+        msg = _Msg(ch.id, self._next_ts(), self.bot_user_id, True, "New chat", subtype="assistant_app_thread")
+        self._store(msg)
+        context = {"channel_id": context_channel, "team_id": self.team_id, "enterprise_id": None}
+        thread = {"user_id": user, "context": context, "channel_id": ch.id, "thread_ts": msg.ts}
+        event = {"type": "assistant_thread_started", "assistant_thread": thread, "event_ts": self._next_ts()}
+        await self.deliver(self._envelope(event))
+        return msg.ts
+
+    async def open_app_home(self, *, user: str = "U1", tab: str = "home") -> None:
+        """The user opens the app's Home (or Messages) tab: `app_home_opened` is delivered."""
+        event: dict[str, Any] = {"type": "app_home_opened", "user": user, "channel": "D1", "tab": tab}
+        event["event_ts"] = self._next_ts()
+        if user in self.home_views:
+            event["view"] = {**self.home_views[user], "id": f"V{user}"}
+        await self.deliver(self._envelope(event))
+
     async def wait_delivered(self, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         """Wait until every delivery (its retries and any still-running HTTP request) has finished."""
         await self.wait_for(lambda: not self._deliveries, timeout=timeout)
@@ -1137,10 +1187,13 @@ class FakeSlack:
         return {"channel": ch.id, "ts": msg.ts}
 
     def _m_chat_startStream(self, p: dict[str, Any]) -> dict[str, Any]:
-        """Needs a root `thread_ts`; outside DMs also `recipient_team_id` and `recipient_user_id`."""
+        """Needs a root `thread_ts`; outside DMs also `recipient_team_id` and `recipient_user_id`.
+        `task_display_mode` is timeline or plan. The thread's agent session becomes "processing"."""
         ch = self._writable(p.get("channel"))
         if not p.get("thread_ts"):
             raise _SlackError.invalid("missing required field: thread_ts")
+        if p.get("task_display_mode") not in (None, "timeline", "plan"):
+            raise _SlackError.invalid("task_display_mode must be timeline or plan")
         self._thread_root(ch.id, p["thread_ts"])
         if not ch.is_im and not p.get("recipient_team_id"):
             raise _SlackError("missing_recipient_team_id")
@@ -1150,6 +1203,7 @@ class FakeSlack:
         msg.stream_started = asyncio.get_running_loop().time()
         self._apply_chunks(msg, p)
         self._store(msg)
+        self.session_statuses[(ch.id, p["thread_ts"])] = "processing"
         self._bot_replied(ch.id, p["thread_ts"])
         self._echo(self._message_event(msg))
         return {"channel": ch.id, "ts": msg.ts}
@@ -1170,8 +1224,73 @@ class FakeSlack:
         self._apply_chunks(msg, p)
         msg.blocks = msg.blocks + _check_blocks(p.get("blocks") or None)
         msg.stream_stopped = True
+        if msg.thread_ts and self.session_statuses.get((msg.channel, msg.thread_ts)) == "processing":
+            self.session_statuses[(msg.channel, msg.thread_ts)] = "active"
         self._echo_changed(msg, before)
         return {"channel": msg.channel, "ts": msg.ts, "message": self._api_message(msg)}
+
+    def _m_agents_sessions_setStatus(self, p: dict[str, Any]) -> dict[str, Any]:
+        """`status`: processing | active | suspended | closed; `title` (1–200) renames the session too."""
+        ch = self._channel(p.get("channel_id"))
+        if p.get("status") not in _SESSION_STATUSES or not p.get("thread_ts"):
+            raise _SlackError.invalid("status must be processing, active, suspended or closed; thread_ts required")
+        self._thread_root(ch.id, p["thread_ts"])
+        self.session_statuses[(ch.id, p["thread_ts"])] = p["status"]
+        if p.get("title"):
+            self.titles[(ch.id, p["thread_ts"])] = str(p["title"])[:200]
+        return {}
+
+    def _assistant_thread(self, p: dict[str, Any]) -> tuple[str, str]:
+        """Assistant methods work in the app's DM (split-view) threads only."""
+        ch = self._channel(p.get("channel_id"))
+        if not ch.is_im:
+            raise _SlackError("channel_not_found")
+        thread_ts = str(p.get("thread_ts") or "")
+        if not thread_ts:
+            raise _SlackError.invalid("missing required field: thread_ts")
+        self._thread_root(ch.id, thread_ts)
+        return ch.id, thread_ts
+
+    def _m_assistant_threads_setSuggestedPrompts(self, p: dict[str, Any]) -> dict[str, Any]:
+        """1–4 `prompts`, each with a `title` and a `message`; optional `title` above them."""
+        key = self._assistant_thread(p)
+        prompts = p.get("prompts")
+        if not isinstance(prompts, list) or not 1 <= len(prompts) <= MAX_SUGGESTED_PROMPTS:
+            raise _SlackError.invalid(f"prompts: 1 to {MAX_SUGGESTED_PROMPTS} items required")
+        if not all(isinstance(x, dict) and x.get("title") and x.get("message") for x in prompts):
+            raise _SlackError.invalid("prompts: each item needs title and message")
+        self.suggested_prompts[key] = [dict(x) for x in prompts]
+        return {}
+
+    def _m_assistant_threads_setTitle(self, p: dict[str, Any]) -> dict[str, Any]:
+        key = self._assistant_thread(p)
+        if not p.get("title"):
+            raise _SlackError.invalid("missing required field: title")
+        self.titles[key] = str(p["title"])
+        return {}
+
+    def _m_views_publish(self, p: dict[str, Any]) -> dict[str, Any]:
+        """A `home` view (≤100 blocks) for `user_id`; it replaces the one shown before."""
+        user, view = str(p.get("user_id") or ""), p.get("view")
+        if user not in self._users:
+            raise _SlackError("user_not_found")
+        if not isinstance(view, dict) or view.get("type") != "home":
+            raise _SlackError.invalid("view must be an object of type home")
+        blocks = view.get("blocks") or []
+        if not isinstance(blocks, list) or len(blocks) > MAX_HOME_BLOCKS:
+            raise _SlackError("invalid_arguments")
+        self.home_views[user] = _copy(view)
+        return {"view": {**_copy(view), "id": f"V{user}", "team_id": self.team_id}}
+
+    def _m_chat_getPermalink(self, p: dict[str, Any]) -> dict[str, Any]:
+        ch = self._channel(p.get("channel"))
+        msg = self._find(ch.id, str(p.get("message_ts", "")))
+        if msg is None:
+            raise _SlackError("message_not_found")
+        link = f"https://fake.slack.com/archives/{ch.id}/p{msg.ts.replace('.', '')}"
+        if msg.thread_ts:
+            link += f"?thread_ts={msg.thread_ts}&cid={ch.id}"
+        return {"channel": ch.id, "permalink": link}
 
     def _m_assistant_threads_setStatus(self, p: dict[str, Any]) -> dict[str, Any]:
         """`status` "" clears. Slack also clears it when the app replies in the thread (recorded too)."""
@@ -1413,7 +1532,7 @@ class FakeSlack:
                 "blocks": isinstance(c.get("blocks"), list),
             }.get(str(c.get("type")), False)
             if not valid:
-                raise _SlackError.invalid(f"invalid chunk {c!r}"[:200])
+                raise _SlackError("invalid_chunks", response_metadata={"messages": [f"invalid chunk {c!r}"[:200]]})
         if len(md) + sum(len(c["text"]) for c in chunks if c["type"] == "markdown_text") > MARKDOWN_LIMIT_CHARS:
             raise _SlackError("msg_too_long")
         msg.text += md
