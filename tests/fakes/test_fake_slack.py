@@ -542,3 +542,29 @@ async def test_socket_redelivers_when_not_acked() -> None:
             await ws.send_json({"envelope_id": second["envelope_id"]})
             await slack.wait_delivered()
             assert list(slack.acks) == [second["envelope_id"]]
+
+
+CHART = {
+    "type": "data_visualization",
+    "title": "월별 매출",
+    "chart": {
+        "type": "bar",
+        "series": [{"name": "매출", "data": [{"label": "1월", "value": 10}]}],
+        "axis_config": {"categories": ["1월"]},
+    },
+}
+
+
+async def test_data_visualization_blocks_are_validated_like_slack(slack: FakeSlack, client: AsyncWebClient) -> None:
+    ok = await client.chat_postMessage(channel="C1", text="fallback", blocks=[CHART, CHART])
+    assert ok["ok"] and slack.calls_to("chat.postMessage")[-1].params["blocks"] == [CHART, CHART]
+    too_long = {**CHART, "chart": {**CHART["chart"], "axis_config": {"categories": ["가" * 21]}}}
+    pie_zero = {**CHART, "chart": {"type": "pie", "segments": [{"label": "a", "value": 0}]}}
+    for blocks in ([CHART] * 3, [too_long], [pie_zero], [{**CHART, "title": "x" * 51}]):
+        with pytest.raises(SlackApiError) as refused:
+            await client.chat_postMessage(channel="C1", text="fallback", blocks=blocks)
+        assert refused.value.response["error"] == "invalid_blocks"
+    slack.charts_enabled = False
+    with pytest.raises(SlackApiError) as refused:
+        await client.chat_postMessage(channel="C1", text="fallback", blocks=[CHART])
+    assert refused.value.response["error"] == "invalid_blocks"
