@@ -7,9 +7,10 @@ import contextlib
 from bot.analysis.turns import TurnRunner
 from bot.domain import Turn
 from bot.errors import BotError
-from bot.events import FileCited, ImageOutput, Progress, TextDelta, TurnDone
+from bot.events import FileCited, FunctionCalled, ImageOutput, Progress, TextDelta, TurnDone
 from bot.i18n import Language, t
 from bot.slack.reply import ThreadReply
+from bot.turn.charts import CHART_TOOL, MAX_CHART_ROUNDS, answer_call
 from bot.turn.environment import Environment
 from bot.turn.outputs import Outputs
 
@@ -40,16 +41,60 @@ def incomplete_note(done: TurnDone, lang: Language) -> str | None:
 async def stream_answer(
     *, runner: TurnRunner, reply: ThreadReply, turn: Turn, env: Environment, input_text: str
 ) -> tuple[TurnDone, Outputs]:
-    """Stream one response for `turn` into `reply`; returns how it ended and the files it produced.
+    """Stream `turn`'s answer into `reply`; returns how it ended and the files it produced.
+
+    A response that calls `slack_chart` ends there: the charts are posted, and a follow-up response on
+    the same conversation gets the calls' outputs and continues the answer (at most `MAX_CHART_ROUNDS`
+    rounds; the last is asked to answer in text). The returned `TurnDone` adds up all of them.
 
     Raises what `TurnRunner.stream` raises (e.g. `ContainerExpired`, for the caller to recover from).
     """
     outputs = Outputs()
+    done: TurnDone | None = None
+    function_outputs: list[tuple[str, str]] = []
+    text: str | None = input_text
+    for round_ in range(MAX_CHART_ROUNDS + 1):
+        calls: list[FunctionCalled] = []
+        latest = await _one_response(
+            runner=runner,
+            reply=reply,
+            turn=turn,
+            env=env,
+            input_text=text,
+            function_outputs=function_outputs,
+            allow_tools=round_ < MAX_CHART_ROUNDS,
+            outputs=outputs,
+            calls=calls,
+        )
+        done = latest if done is None else latest.after(done)
+        if not calls:
+            return done, outputs
+        function_outputs = [(call.call_id, await answer_call(call, reply)) for call in calls]
+        text = None
+    assert done is not None
+    return done, outputs
+
+
+async def _one_response(
+    *,
+    runner: TurnRunner,
+    reply: ThreadReply,
+    turn: Turn,
+    env: Environment,
+    input_text: str | None,
+    function_outputs: list[tuple[str, str]],
+    allow_tools: bool,
+    outputs: Outputs,
+    calls: list[FunctionCalled],
+) -> TurnDone:
     stream = runner.stream(
         conversation_id=env.conversation_id,
         container_id=env.container_id,
         input_text=input_text,
         metadata={"slack_channel": turn.thread.channel, "slack_ts": turn.ts},
+        functions=[CHART_TOOL],
+        function_outputs=function_outputs,
+        allow_tools=allow_tools,
     )
     # aclosing: a stop or shutdown closes the HTTP stream at once, which ends the response at OpenAI.
     async with contextlib.aclosing(stream) as events:
@@ -64,6 +109,8 @@ async def stream_answer(
                 outputs.cited.append(event)
             elif isinstance(event, ImageOutput):
                 outputs.images.append(event)
+            elif isinstance(event, FunctionCalled):
+                calls.append(event)
             elif isinstance(event, TurnDone):
-                return event, outputs
+                return event
     raise BotError("stream ended without TurnDone")
