@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 CHART_FUNCTION = "slack_chart"
 # Rounds of function calls in one turn before the model is asked to finish in text.
 MAX_CHART_ROUNDS = 3
+PNG_INSTEAD = "Nothing was posted. Draw this chart as a PNG with python (matplotlib) instead."
 
 _CHART_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -94,7 +95,7 @@ async def answer_call(call: FunctionCalled, reply: ThreadReply) -> str:
             {
                 "ok": False,
                 "error": str(err),
-                "next": "Nothing was posted. Draw this chart as a PNG with python (matplotlib) instead.",
+                "next": PNG_INSTEAD,
             },
             ensure_ascii=False,
         )
@@ -103,7 +104,11 @@ async def answer_call(call: FunctionCalled, reply: ThreadReply) -> str:
         await reply.post_blocks(text=tables, blocks=[chart_block(c) for c in charts])
     except SlackProblem as err:
         if err.slack_error not in ("invalid_blocks", "invalid_blocks_format"):
-            raise
+            # The call must still be answered, or the conversation's next request is refused.
+            log.warning("could not post a native chart: %s", err.detail)
+            return json.dumps(
+                {"ok": False, "error": f"Slack did not take the chart ({err.slack_error}).", "next": PNG_INSTEAD}
+            )
         log.warning("Slack refused a native chart (%s); posting its data as a table", err.slack_error)
         await reply.notice(tables)
         return json.dumps(

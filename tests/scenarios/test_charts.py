@@ -213,3 +213,22 @@ async def test_slack_refusing_the_chart_posts_its_data_as_a_table(
     texts = [m.text for m in bot_replies(slack, "C1", ts)]
     assert any("| 3월 | 150 |" in t and "월별 매출" in t for t in texts)
     assert any("표로 보여드렸습니다." in t for t in texts)
+
+
+async def test_a_chart_slack_fails_to_post_is_still_answered_to_the_model(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    oai.scripts += [
+        Script(text="", function_calls=[FunctionCall("slack_chart", json.dumps(CHART_ARGS, ensure_ascii=False))]),
+        Script(text="차트 대신 설명드립니다."),
+    ]
+    slack.fail_next("chat.postMessage", error="internal_error")
+    async with run_bot(slack, oai, sqlite_url) as running:
+        ts = await ask_with_csv(slack)
+        await answered(slack, running, 1)
+        await slack.user_posts(channel="C1", text="고마워, 하나 더", thread_ts=ts)
+        await answered(slack, running, 2)
+
+    (output,) = function_outputs(oai)
+    assert output["ok"] is False and "internal_error" in output["error"] and "PNG" in output["next"]
+    assert len(oai.requests_to("POST", "/v1/responses")) == 3, "the next turn is not refused for a dangling call"
