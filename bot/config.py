@@ -25,8 +25,10 @@ encodings and a short profile. Use the python tool (code interpreter) to read an
 with pandas; never guess numbers you could compute.
 Answer in the language of the user's question (Korean or English).
 Keep answers readable in Slack: short paragraphs, bullet lists, small Markdown tables, no HTML.
-When a chart helps, draw it with matplotlib, save it as a PNG under /mnt/data and mention it; \
-for Korean labels use a font that has Hangul glyphs if one is installed, otherwise label in English.
+For a small chart (line, bar, area or pie; at most 6 series and 20 categories, labels of at most \
+20 characters) call the slack_chart function: Slack draws it natively, Hangul included. For anything \
+else, or when slack_chart reports an error, draw it with matplotlib, save it as a PNG under /mnt/data \
+and mention it; for Korean labels register the Hangul font that the turn's input names.
 When you produce a result table the user may want, save it as CSV under /mnt/data.
 If the data cannot answer the question, say so and suggest what would.
 """

@@ -81,5 +81,32 @@ class TurnDone:
     incomplete_reason: StopReason | None = None
     code_runs: int = 0
 
+    def after(self, earlier: TurnDone) -> TurnDone:
+        """This response's outcome as the continuation of `earlier` in the same turn: usage, code runs and
+        containers add up; the id and stop reason are this response's."""
+        usage = Usage(
+            input_tokens=earlier.usage.input_tokens + self.usage.input_tokens,
+            output_tokens=earlier.usage.output_tokens + self.usage.output_tokens,
+            cached_input_tokens=earlier.usage.cached_input_tokens + self.usage.cached_input_tokens,
+            reasoning_tokens=earlier.usage.reasoning_tokens + self.usage.reasoning_tokens,
+        )
+        return TurnDone(
+            response_id=self.response_id,
+            container_ids=tuple(dict.fromkeys((*earlier.container_ids, *self.container_ids))),
+            usage=usage,
+            incomplete_reason=self.incomplete_reason,
+            code_runs=earlier.code_runs + self.code_runs,
+        )
 
-TurnEvent = TextDelta | Progress | StepStarted | StepDone | FileCited | ImageOutput | TurnDone
+
+@dataclass(frozen=True)
+class FunctionCalled:
+    """The model called one of our functions (`name`) with JSON `arguments`; the next request of the turn
+    must answer `call_id` with an output."""
+
+    call_id: str
+    name: str
+    arguments: str
+
+
+TurnEvent = TextDelta | Progress | StepStarted | StepDone | FileCited | ImageOutput | FunctionCalled | TurnDone

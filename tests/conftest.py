@@ -217,3 +217,21 @@ def bot_replies(slack: FakeSlack, channel: str, thread_ts: str) -> list[Any]:
 def answer_texts(slack: FakeSlack, channel: str, thread_ts: str) -> list[str]:
     """Texts of the bot's finished (no longer streaming) text messages in a thread."""
     return [m.text for m in bot_replies(slack, channel, thread_ts) if m.text and not m.files and not m.streaming]
+
+
+def user_uploads(oai: FakeOpenAI) -> list[Any]:
+    """POST /v1/files requests for the users' files (not the deployment's chart font)."""
+    from bot.turn.chart_font import FONT_FILENAME
+
+    return [
+        r
+        for r in oai.requests_to("POST", "/v1/files")
+        if (r.form or {}).get("file", {}).get("filename") != FONT_FILENAME
+    ]
+
+
+def user_file_ids(oai: FakeOpenAI, file_ids: list[str]) -> list[str]:
+    """`file_ids` without the chart font's."""
+    from bot.turn.chart_font import FONT_FILENAME
+
+    return [i for i in file_ids if oai.files.get(i, {}).get("object", {}).get("filename") != FONT_FILENAME]

@@ -6,7 +6,7 @@ import pytest
 
 from bot import cli
 from bot.terminal.forget import ThreadRef, parse_thread
-from tests.conftest import answer_texts, run_bot
+from tests.conftest import answer_texts, run_bot, user_file_ids
 from tests.fakes.openai_fake import FakeOpenAI
 from tests.fakes.slack import FakeSlack
 
@@ -67,7 +67,7 @@ async def test_forget_from_the_terminal(
 
     status = await asyncio.to_thread(cli.main, ["forget", ref, "--env-file", ""])
     assert status == 0
-    assert not oai.files and not oai.containers and not oai.responses
+    assert not user_file_ids(oai, list(oai.files)) and not oai.containers and not oai.responses
     assert all(c["deleted"] for c in oai.conversations.values())
 
     again = await asyncio.to_thread(cli.main, ["forget", ref, "--env-file", ""])

@@ -14,6 +14,7 @@ from bot.analysis.openai_errors import convert, is_conversation_locked, stream_e
 from bot.errors import OpenAIBusy, OpenAIRateLimited, OpenAIUnavailable
 from bot.events import (
     FileCited,
+    FunctionCalled,
     ImageOutput,
     Progress,
     StepDone,
@@ -71,18 +72,34 @@ class TurnRunner:
         *,
         conversation_id: str,
         container_id: str | None,
-        input_text: str,
+        input_text: str | None,
         metadata: dict[str, str] | None = None,
+        functions: Sequence[dict[str, Any]] = (),
+        function_outputs: Sequence[tuple[str, str]] = (),
+        allow_tools: bool = True,
     ) -> AsyncGenerator[TurnEvent, None]:
         """Yield the turn's events; the last one is `TurnDone`. Close it (`aclose`) to end the response.
 
         With `container_id` None (a thread that holds no file) the response has no code interpreter
-        tool, so OpenAI starts no container and bills no container time.
+        tool, so OpenAI starts no container and bills no container time. `functions` are function tools
+        (`{"type": "function", "name", "description", "parameters"}`) offered beside it; each call of one
+        is yielded as `FunctionCalled` once its arguments are complete. `function_outputs` answers the
+        previous response's calls (`(call_id, output)`), sent before `input_text` (None: no user message).
+        `allow_tools=False` asks for a text answer (tool_choice "none"), e.g. after too many calls.
 
         Raises `ContainerExpired` (the caller replaces the container and calls again), `OpenAIBusy`
         when the conversation stayed locked, `ResponseFailed`, or another `OpenAIProblem`.
         """
-        stream = await self._open(conversation_id, container_id, input_text, metadata or {})
+        items: list[dict[str, Any]] = [
+            {"type": "function_call_output", "call_id": call_id, "output": output}
+            for call_id, output in function_outputs
+        ]
+        if input_text is not None:
+            items.append({"role": "user", "content": [{"type": "input_text", "text": input_text}]})
+        options = _tool_options(container_id, functions)
+        if not allow_tools and options:
+            options["tool_choice"] = "none"
+        stream = await self._open(conversation_id, items, options, metadata or {})
         request_id = _request_id(stream)
         set_openai_request_id(request_id)
         try:
@@ -92,7 +109,7 @@ class TurnRunner:
             await stream.close()
 
     async def _open(
-        self, conversation_id: str, container_id: str | None, input_text: str, metadata: dict[str, str]
+        self, conversation_id: str, items: list[dict[str, Any]], options: dict[str, Any], metadata: dict[str, str]
     ) -> Any:
         delays = iter(self._lock_retry_delays_s)
         transient_delays = iter(self._transient_delays_s)
@@ -102,8 +119,8 @@ class TurnRunner:
                     model=self._model,
                     instructions=self._instructions,
                     conversation=conversation_id,
-                    input=[{"role": "user", "content": [{"type": "input_text", "text": input_text}]}],
-                    **_tool_options(container_id),
+                    input=items,  # type: ignore[arg-type]
+                    **options,
                     store=True,
                     stream=True,
                     metadata=metadata,
@@ -149,6 +166,9 @@ class TurnRunner:
                 if _draws_chart(event.code or ""):
                     yield Progress("drawing_chart")
                 yield StepStarted(step_id=str(event.item_id), code=event.code or "")
+            elif kind == "response.output_item.done" and event.item.type == "function_call":
+                item = event.item
+                yield FunctionCalled(call_id=item.call_id, name=item.name, arguments=item.arguments or "")
             elif kind == "response.output_item.done" and event.item.type == "code_interpreter_call":
                 item = event.item
                 yield StepDone(step_id=str(item.id), failed=item.status in ("failed", "incomplete"))
@@ -195,17 +215,20 @@ class TurnRunner:
                 )
 
 
-def _tool_options(container_id: str | None) -> dict[str, Any]:
-    """The code interpreter in `container_id`, with its outputs and the cap on its runs; nothing at all
-    without a container (`include` and `max_tool_calls` only concern tool calls)."""
-    if container_id is None:
-        return {}
-    return {
-        "tools": [{"type": "code_interpreter", "container": container_id}],
-        "tool_choice": "auto",
-        "include": ["code_interpreter_call.outputs"],
-        "max_tool_calls": MAX_TOOL_CALLS,
-    }
+def _tool_options(container_id: str | None, functions: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The code interpreter in `container_id`, with its outputs and the cap on its runs, and `functions`;
+    nothing at all without either (`include` and `max_tool_calls` only concern tool calls)."""
+    options: dict[str, Any] = {}
+    tools: list[dict[str, Any]] = []
+    if container_id is not None:
+        tools.append({"type": "code_interpreter", "container": container_id})
+        options["include"] = ["code_interpreter_call.outputs"]
+        options["max_tool_calls"] = MAX_TOOL_CALLS
+    tools.extend(functions)
+    if tools:
+        options["tools"] = tools
+        options["tool_choice"] = "auto"
+    return options
 
 
 def stop_reason(kind: str, details: Any, *, code_runs: int) -> StopReason | None:

@@ -151,6 +151,27 @@ class Workspace:
             raise FileUploadFailed(filename, str(err), request_id=err.request_id) from exc
         return created.id
 
+    async def upload_bytes(self, data: bytes, *, filename: str) -> str:
+        """Upload bytes to the Files API (`purpose="user_data"`); returns the file id.
+
+        Raises our `OpenAIProblem` on failure.
+        """
+        try:
+            created = await self._client.files.create(file=(filename, data), purpose="user_data")
+        except openai.OpenAIError as exc:
+            raise convert(exc) from exc
+        return created.id
+
+    async def file_exists(self, file_id: str) -> bool:
+        """True while OpenAI still has the uploaded file (False on 404); raises our `OpenAIProblem` otherwise."""
+        try:
+            await self._client.files.retrieve(file_id)
+        except openai.NotFoundError:
+            return False
+        except openai.OpenAIError as exc:
+            raise convert(exc) from exc
+        return True
+
     async def user_file_paths(self, container_id: str) -> list[str]:
         """The container paths of the files put into it for users (`source == "user"`), oldest first."""
         try:

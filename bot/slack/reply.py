@@ -306,6 +306,22 @@ class ThreadReply:
             raise SlackProblem(f"chat.postMessage: {error}", slack_error=error) from exc
         return str(response["ts"])
 
+    async def post_blocks(self, *, text: str, blocks: list[dict[str, Any]]) -> str:
+        """Post `blocks` (e.g. native charts) with the `text` fallback as their own message, below the answer
+        so far (later answer text continues under it); returns its ts. Raises `SlackProblem` (the Slack
+        error in `slack_error`, e.g. invalid_blocks)."""
+        self._pending += self._scrubber.flush()
+        await self.flush()
+        await self._close_message()
+        try:
+            response = await self._client.chat_postMessage(
+                channel=self._thread.channel, thread_ts=self._thread.thread_ts, text=text, blocks=blocks
+            )
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", ""))
+            raise SlackProblem(f"chat.postMessage: {error}", slack_error=error) from exc
+        return str(response["ts"])
+
     async def upload(self, *, filename: str, data: bytes, title: str) -> None:
         """Share a file in the thread."""
         try:

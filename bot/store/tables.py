@@ -178,3 +178,14 @@ access_notices = sa.Table(
 slack_installations = SQLAlchemyInstallationStore.build_installations_table(metadata, "slack_installations")
 slack_bots = SQLAlchemyInstallationStore.build_bots_table(metadata, "slack_bots")
 slack_oauth_states = SQLAlchemyOAuthStateStore.build_oauth_states_table(metadata, "slack_oauth_states")
+
+# Files the deployment itself keeps at OpenAI (not a thread's): the chart font, uploaded once and reused while
+# OpenAI still has it. `sha256` tells a changed file (a new font package version) from the uploaded one.
+deployment_files = sa.Table(
+    "deployment_files",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("openai_file_id", sa.String(128), nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),
+)

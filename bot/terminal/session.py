@@ -22,8 +22,10 @@ from bot.events import TurnDone, Usage
 from bot.governance.pricing import Pricing
 from bot.i18n import Language, t
 from bot.store import Store
+from bot.store.deployment_files import DeploymentFiles
 from bot.terminal.sink import TerminalSink
 from bot.turn.answer import incomplete_note, stream_answer
+from bot.turn.chart_font import ChartFonts
 from bot.turn.environment import Environments
 from bot.turn.files_in import upload_name
 from bot.turn.local_files import LOCAL_ID_PREFIX, StagedFile
@@ -69,7 +71,9 @@ class TerminalSession:
         self._runner = runner
         self._pricing = pricing
         self._sink = sink
-        self._environments = Environments(store=store, workspace=workspace)
+        # The same containers as in Slack, with the Hangul chart font.
+        fonts = ChartFonts(files=DeploymentFiles(store.engine), workspace=workspace)
+        self._environments = Environments(store=store, workspace=workspace, fonts=fonts)
         self._outputs = OutputDelivery(store=store, workspace=workspace)
         self._last_ts = 0.0
 
@@ -194,7 +198,9 @@ class TerminalSession:
         counts.containers_created += env.containers_created
         for attempt in range(3):
             try:
-                input_text = turn_input(turn, thread_files, new_ids=new_ids, paths=env.paths, reset=env.reset)
+                input_text = turn_input(
+                    turn, thread_files, new_ids=new_ids, paths=env.paths, reset=env.reset, font_path=env.font_path
+                )
                 done, outputs = await stream_answer(
                     runner=self._runner, reply=self._sink, turn=turn, env=env, input_text=input_text
                 )
@@ -204,9 +210,9 @@ class TerminalSession:
                 if self._sink.has_text or attempt == 2:
                     raise
                 if not env.reset:
-                    container_id, paths = await self._environments.new_container(self._thread, thread_files)
+                    container_id, paths, font_path = await self._environments.new_container(self._thread, thread_files)
                     counts.containers_created += 1
-                    env = replace(env, container_id=container_id, reset=True, paths=paths)
+                    env = replace(env, container_id=container_id, reset=True, paths=paths, font_path=font_path)
                 else:
                     conversation_id = await self._environments.fresh_conversation(self._thread, env.conversation_id)
                     env = replace(env, conversation_id=conversation_id)

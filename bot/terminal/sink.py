@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from bot.slack.render import StreamScrubber
 
@@ -77,6 +77,14 @@ class TerminalSink:
         elif status == "error":
             await self.set_status(f"✗ {title}")
         return True
+
+    async def post_blocks(self, *, text: str, blocks: list[dict[str, Any]]) -> None:
+        """A native Slack chart: a terminal shows its data as the Markdown table of `text`."""
+        await self.notice(text)
+
+    async def notice(self, text: str) -> None:
+        self.end_answer()
+        self._show(text.rstrip("\n") + "\n")
 
     def line(self, text: str) -> None:
         """One line on stderr (progress, notes, errors)."""

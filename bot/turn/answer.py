@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass, field
 
 from bot.analysis.turns import TurnRunner
 from bot.domain import Turn
 from bot.errors import BotError
-from bot.events import FileCited, ImageOutput, Progress, StepDone, StepStarted, TextDelta, TurnDone
+from bot.events import FileCited, FunctionCalled, ImageOutput, Progress, StepDone, StepStarted, TextDelta, TurnDone
 from bot.i18n import Language, t
+from bot.turn.charts import CHART_TOOL, MAX_CHART_ROUNDS, answer_call
 from bot.turn.environment import Environment
 from bot.turn.outputs import Outputs
 from bot.turn.sink import AnswerSink
@@ -38,21 +40,74 @@ def incomplete_note(done: TurnDone, lang: Language) -> str | None:
     return t(key, lang, reason=done.incomplete_reason, max_runs=done.code_runs)
 
 
+@dataclass
+class _Steps:
+    """The code steps shown on the answer (a timeline in Slack), across the turn's responses."""
+
+    running: dict[str, str] = field(default_factory=dict)  # step id -> title
+    shown: bool = False  # once a step is shown, the timeline replaces the "running Python" status
+
+
 async def stream_answer(
     *, runner: TurnRunner, reply: AnswerSink, turn: Turn, env: Environment, input_text: str
 ) -> tuple[TurnDone, Outputs]:
-    """Stream one response for `turn` into `reply`; returns how it ended and the files it produced.
+    """Stream `turn`'s answer into `reply`; returns how it ended and the files it produced.
+
+    A response that calls `slack_chart` ends there: the charts are posted, and a follow-up response on
+    the same conversation gets the calls' outputs and continues the answer (at most `MAX_CHART_ROUNDS`
+    rounds; the last is asked to answer in text). The returned `TurnDone` adds up all of them.
 
     Raises what `TurnRunner.stream` raises (e.g. `ContainerExpired`, for the caller to recover from).
     """
     outputs = Outputs()
-    steps: dict[str, str] = {}  # step id -> title, for the running steps shown on the answer stream
-    shows_steps = False  # once a step is shown, the timeline replaces the "running Python" status
+    steps = _Steps()
+    done: TurnDone | None = None
+    function_outputs: list[tuple[str, str]] = []
+    text: str | None = input_text
+    for round_ in range(MAX_CHART_ROUNDS + 1):
+        calls: list[FunctionCalled] = []
+        latest = await _one_response(
+            runner=runner,
+            reply=reply,
+            turn=turn,
+            env=env,
+            input_text=text,
+            function_outputs=function_outputs,
+            allow_tools=round_ < MAX_CHART_ROUNDS,
+            outputs=outputs,
+            steps=steps,
+            calls=calls,
+        )
+        done = latest if done is None else latest.after(done)
+        if not calls:
+            return done, outputs
+        function_outputs = [(call.call_id, await answer_call(call, reply)) for call in calls]
+        text = None
+    assert done is not None
+    return done, outputs
+
+
+async def _one_response(
+    *,
+    runner: TurnRunner,
+    reply: AnswerSink,
+    turn: Turn,
+    env: Environment,
+    input_text: str | None,
+    function_outputs: list[tuple[str, str]],
+    allow_tools: bool,
+    outputs: Outputs,
+    steps: _Steps,
+    calls: list[FunctionCalled],
+) -> TurnDone:
     stream = runner.stream(
         conversation_id=env.conversation_id,
         container_id=env.container_id,
         input_text=input_text,
         metadata={"slack_channel": turn.thread.channel, "slack_ts": turn.ts},
+        functions=[CHART_TOOL],
+        function_outputs=function_outputs,
+        allow_tools=allow_tools,
     )
     # aclosing: a stop or shutdown closes the HTTP stream at once, which ends the response at OpenAI.
     async with contextlib.aclosing(stream) as events:
@@ -61,7 +116,7 @@ async def stream_answer(
                 outputs.text.append(event.text)
                 await reply.write(event.text)
             elif isinstance(event, Progress):
-                if shows_steps and event.phase != "reasoning":
+                if steps.shown and event.phase != "reasoning":
                     continue  # the step timeline shows it
                 await reply.flush()
                 await reply.set_status(t(PHASE_STATUS[event.phase], turn.language))
@@ -69,15 +124,17 @@ async def stream_answer(
                 title = step_title(event.code, turn.language)
                 await reply.flush()
                 if await reply.step(event.step_id, title, status="in_progress"):
-                    steps[event.step_id], shows_steps = title, True
-            elif isinstance(event, StepDone) and event.step_id in steps:
+                    steps.running[event.step_id], steps.shown = title, True
+            elif isinstance(event, StepDone) and event.step_id in steps.running:
                 status = "error" if event.failed else "complete"
-                if not await reply.step(event.step_id, steps.pop(event.step_id), status=status):
+                if not await reply.step(event.step_id, steps.running.pop(event.step_id), status=status):
                     await reply.set_status(t("status.thinking", turn.language))
             elif isinstance(event, FileCited):
                 outputs.cited.append(event)
             elif isinstance(event, ImageOutput):
                 outputs.images.append(event)
+            elif isinstance(event, FunctionCalled):
+                calls.append(event)
             elif isinstance(event, TurnDone):
-                return event, outputs
+                return event
     raise BotError("stream ended without TurnDone")

@@ -28,7 +28,9 @@ from bot.ops.logging import turn_context
 from bot.slack.clients import SlackClients
 from bot.slack.reply import ThreadReply, feedback_blocks
 from bot.store import Store
+from bot.store.deployment_files import DeploymentFiles
 from bot.turn.answer import incomplete_note, stream_answer
+from bot.turn.chart_font import ChartFonts
 from bot.turn.environment import Environments
 from bot.turn.files_in import FilesIn, ThreadLimits
 from bot.turn.fresh_start import announce_fresh_start
@@ -118,7 +120,8 @@ class Conductor:
         self._workspace = workspace
         self._runner = runner
         self._files_in = FilesIn(store=store, intake=intake, limits=limits or ThreadLimits())
-        self._environments = Environments(store=store, workspace=workspace)
+        fonts = ChartFonts(files=DeploymentFiles(store.engine), workspace=workspace)
+        self._environments = Environments(store=store, workspace=workspace, fonts=fonts)
         self._outputs = OutputDelivery(store=store, workspace=workspace)
 
     async def run(self, turn: Turn, stop: StopSignal | None = None) -> None:
@@ -305,7 +308,9 @@ class Conductor:
         billable.containers_created += env.containers_created
         for attempt in range(3):
             try:
-                input_text = turn_input(turn, files, new_ids=new_ids, paths=env.paths, reset=env.reset)
+                input_text = turn_input(
+                    turn, files, new_ids=new_ids, paths=env.paths, reset=env.reset, font_path=env.font_path
+                )
                 done, outputs = await stream_answer(
                     runner=self._runner, reply=reply, turn=turn, env=env, input_text=input_text
                 )
@@ -315,9 +320,9 @@ class Conductor:
                     raise
                 if not env.reset:
                     log.info("container %s expired mid-turn; starting a new one", env.container_id)
-                    container_id, paths = await self._environments.new_container(thread, files)
+                    container_id, paths, font_path = await self._environments.new_container(thread, files)
                     billable.containers_created += 1
-                    env = replace(env, container_id=container_id, reset=True, paths=paths)
+                    env = replace(env, container_id=container_id, reset=True, paths=paths, font_path=font_path)
                 else:
                     # A fresh container did not help: the conversation's history still points at the
                     # dead one. Carry the memory over as text into a fresh conversation.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from bot.domain import ThreadFile, Turn
+from bot.turn.chart_font import font_note
 
 RESET_NOTE = (
     "Note: the Python environment was restarted since the last turn; variables and files "
@@ -34,10 +35,19 @@ def describe_files(files: Sequence[ThreadFile], *, new_ids: set[str], paths: Map
 
 
 def turn_input(
-    turn: Turn, files: Sequence[ThreadFile], *, new_ids: set[str], paths: Mapping[str, str], reset: bool
+    turn: Turn,
+    files: Sequence[ThreadFile],
+    *,
+    new_ids: set[str],
+    paths: Mapping[str, str],
+    reset: bool,
+    font_path: str | None = None,
 ) -> str:
-    """The input text of `turn`: files, then (after a container reset) a reload note, then the question."""
+    """The input text of `turn`: files, the chart font (where it is and how to register it; in the input so
+    that a custom BOT_INSTRUCTIONS keeps it), after a container reset a reload note, then the question."""
     parts = [describe_files(files, new_ids=new_ids, paths=paths)]
+    if font_path:
+        parts.append(font_note(font_path))
     if reset:
         parts.append(RESET_NOTE)
     parts.append(f"Question from the Slack user:\n{turn.question or '(no text; look at the new files)'}")

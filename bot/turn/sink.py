@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class AnswerSink(Protocol):
@@ -24,3 +24,9 @@ class AnswerSink(Protocol):
 
     async def upload(self, *, filename: str, data: bytes, title: str) -> None:
         """Deliver a file the model made."""
+
+    async def post_blocks(self, *, text: str, blocks: list[dict[str, Any]]) -> object:
+        """Show a native chart (`blocks`), with `text` where blocks cannot be shown; raises `SlackProblem`."""
+
+    async def notice(self, text: str) -> None:
+        """Show `text` on its own, outside the answer."""

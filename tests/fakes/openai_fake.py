@@ -101,6 +101,15 @@ class GeneratedFile:
 
 
 @dataclass
+class FunctionCall:
+    """A call of a function tool the request offers (``{"type": "function", "name": ...}``), with its
+    arguments as the JSON text the model writes (streamed in ``function_call_arguments.delta`` pieces)."""
+
+    name: str
+    arguments: str
+
+
+@dataclass
 class Script:
     """What one response does.
 
@@ -119,6 +128,9 @@ class Script:
     - ``delay_s``: sleep after every SSE event. ``hold``: pause after the first text delta until set
       (with ``hold_after_chars``: after the delta that reaches that many characters of text).
     - ``usage``: overrides the computed usage keys.
+    - ``function_calls``: `FunctionCall` items after the message (or instead of it when ``text`` is
+      empty); the response then ends, and the conversation's next request must answer each call with a
+      ``function_call_output`` item (400 otherwise, as on the API).
     """
 
     text: str = "OK"
@@ -134,6 +146,7 @@ class Script:
     hold: asyncio.Event | None = None
     hold_after_chars: int = 0
     usage: dict[str, Any] | None = None
+    function_calls: list[FunctionCall] = field(default_factory=list)
 
 
 class ApiError(Exception):
@@ -182,7 +195,7 @@ def _file_id() -> str:
 
 
 def _item_id(kind: str) -> str:
-    prefixes = {"message": "msg_", "reasoning": "rs_", "code_interpreter_call": "ci_"}
+    prefixes = {"message": "msg_", "reasoning": "rs_", "code_interpreter_call": "ci_", "function_call": "fc_"}
     return _hex_id(prefixes.get(kind, "item_"))
 
 
@@ -295,6 +308,22 @@ def _to_items(value: Any, param: str) -> list[dict[str, Any]]:
         item.setdefault("id", _item_id(kind))
         items.append(item)
     return items
+
+
+def _check_function_outputs(context: list[dict[str, Any]], input_items: list[dict[str, Any]]) -> None:
+    """The API's rule for function calls: every call in context is answered by a ``function_call_output``
+    (in context or in this input), and every output answers a call in context."""
+    calls = {it.get("call_id") for it in context if it.get("type") == "function_call"}
+    answered = {it.get("call_id") for it in context + input_items if it.get("type") == "function_call_output"}
+    for item in input_items:
+        if item.get("type") == "function_call_output":
+            if item.get("call_id") not in calls:
+                message = f"No tool call found for function call output with call_id {item.get('call_id')}."
+                raise _bad(message, param="input")
+            if not isinstance(item.get("output"), str):
+                raise _bad("Invalid type for 'input[].output': expected a string.", param="input")
+    for call_id in sorted(str(c) for c in calls - answered):
+        raise _bad(f"No tool output found for function call {call_id}.", param="input")
 
 
 def _last_user_text(body: dict[str, Any]) -> str:
@@ -921,11 +950,17 @@ class FakeOpenAI:
             context = self._history(previous)
         metadata = _check_metadata(body.get("metadata"))
         input_items = _to_items(body.get("input"), "input")
+        _check_function_outputs(context, input_items)
         tools = body.get("tools") or []
         container_id = self._resolve_container(tools, context)
         script = self.scripts.pop(0) if self.scripts else self.default_script(body)
         if script.status not in ("completed", "incomplete", "failed"):
             raise ApiError(500, f"FakeOpenAI: bad Script.status {script.status!r}", type="fake_error")
+        offered = {t.get("name") for t in tools if t.get("type") == "function"}
+        for call in script.function_calls:
+            if call.name not in offered:
+                message = f"FakeOpenAI: the Script calls {call.name!r} but the request offers no such function."
+                raise ApiError(500, message, type="fake_error")
         if script.code is not None and container_id is None:
             message = "FakeOpenAI: the Script runs code but the request has no code_interpreter tool."
             raise ApiError(500, message, type="fake_error")
@@ -1051,6 +1086,14 @@ class FakeOpenAI:
                 start = len(text) - len(link) - 1
                 annotation = dict(type="container_file_citation", container_id=run.container_id, **cfile)
                 annotations.append({**annotation, "start_index": start, "end_index": start + len(link)})
+            if script.function_calls and not text:
+                async for event in self._function_call_events(run):
+                    yield event
+                response.update(status=script.status, usage=self._usage(run, text))
+                response["completed_at"] = _now()
+                self._finish(run, persist=True)
+                yield _ev("response.completed", response=response)
+                return
             message: dict[str, Any] = dict(
                 id=_item_id("message"), type="message", status="in_progress", content=[], role="assistant"
             )
@@ -1084,6 +1127,8 @@ class FakeOpenAI:
             yield _ev("response.content_part.done", **at, part=part)
             message["status"] = script.status
             yield _ev("response.output_item.done", output_index=at["output_index"], item=message)
+            async for event in self._function_call_events(run):
+                yield event
             response.update(status=script.status, usage=self._usage(run, text))
             if script.status == "completed":
                 response["completed_at"] = _now()
@@ -1098,6 +1143,22 @@ class FakeOpenAI:
                 response["status"] = "cancelled"
                 self._finish(run, persist=False)
             self._notify()
+
+    async def _function_call_events(self, run: _Run) -> AsyncGenerator[dict[str, Any], None]:
+        """Events of the script's function calls: item added, argument deltas, arguments done, item done."""
+        output = run.response["output"]
+        for call in run.script.function_calls:
+            item: dict[str, Any] = dict(id=_item_id("function_call"), type="function_call", status="in_progress")
+            item.update(arguments="", call_id=_hex_id("call_")[:29], name=call.name)
+            output.append(item)
+            at = {"item_id": item["id"], "output_index": len(output) - 1}
+            yield _ev("response.output_item.added", output_index=at["output_index"], item=item)
+            for piece in _chunks(call.arguments, CODE_DELTA_CHARS):
+                item["arguments"] += piece
+                yield _ev("response.function_call_arguments.delta", **at, delta=piece, **run.obfuscation(piece))
+            yield _ev("response.function_call_arguments.done", **at, name=call.name, arguments=call.arguments)
+            item["status"] = "completed"
+            yield _ev("response.output_item.done", output_index=at["output_index"], item=item)
 
     async def _code_events(
         self, run: _Run, cited: list[dict[str, Any]], code: str, *, first: bool

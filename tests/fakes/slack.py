@@ -61,6 +61,13 @@ MARKDOWN_LIMIT_CHARS = 12_000
 TEXT_TRUNCATE_CHARS = 40_000
 SECTION_TEXT_LIMIT_CHARS = 3_000
 MAX_BLOCKS = 50
+# The data_visualization block (Block Kit reference): title ≤ 50, 1–6 series or pie segments, labels ≤ 20,
+# ≤ 20 categories (as reported during the rollout), at most two per message.
+CHART_TITLE_CHARS = 50
+CHART_LABEL_CHARS = 20
+CHART_MAX_SERIES = 6
+CHART_MAX_CATEGORIES = 20
+CHARTS_PER_MESSAGE = 2
 DOWNLOAD_CHUNK_BYTES = 64 * 1024
 HISTORY_DEFAULT_LIMIT = 100
 REPLIES_DEFAULT_LIMIT = 1000
@@ -256,13 +263,65 @@ def _elements(blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return found
 
 
-def _check_blocks(blocks: Any) -> list[dict[str, Any]]:
-    """Validate Block Kit limits as Slack does: ≤50 blocks, section text ≤3,000, markdown blocks ≤12,000."""
+def _is_label(value: Any, limit: int = CHART_LABEL_CHARS) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= limit
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _chart_problems(i: int, block: dict[str, Any]) -> list[str]:
+    """What Slack would say about a data_visualization block (one problem is enough to refuse it)."""
+    at = f"[json-pointer:/blocks/{i}"
+    if not _is_label(block.get("title"), CHART_TITLE_CHARS):
+        return [f"must be 1-{CHART_TITLE_CHARS} characters {at}/title]"]
+    chart = block.get("chart")
+    if not isinstance(chart, dict) or chart.get("type") not in ("line", "bar", "area", "pie"):
+        return [f"must be one of pie, bar, area, line {at}/chart/type]"]
+    if chart["type"] == "pie":
+        segments = chart.get("segments")
+        if not isinstance(segments, list) or not 1 <= len(segments) <= CHART_MAX_SERIES:
+            return [f"must have 1-{CHART_MAX_SERIES} items {at}/chart/segments]"]
+        for j, seg in enumerate(segments):
+            ok = isinstance(seg, dict) and _is_label(seg.get("label")) and _is_number(seg.get("value"))
+            if not ok or seg["value"] <= 0:
+                return [f"invalid segment {at}/chart/segments/{j}]"]
+        return []
+    series, axis = chart.get("series"), chart.get("axis_config")
+    if not isinstance(series, list) or not 1 <= len(series) <= CHART_MAX_SERIES:
+        return [f"must have 1-{CHART_MAX_SERIES} items {at}/chart/series]"]
+    categories = axis.get("categories") if isinstance(axis, dict) else None
+    if not isinstance(categories, list) or not 1 <= len(categories) <= CHART_MAX_CATEGORIES:
+        return [f"must have 1-{CHART_MAX_CATEGORIES} items {at}/chart/axis_config/categories]"]
+    if not all(_is_label(c) for c in categories):
+        return [f"labels must be 1-{CHART_LABEL_CHARS} characters {at}/chart/axis_config/categories]"]
+    for j, one in enumerate(series):
+        data = one.get("data") if isinstance(one, dict) else None
+        if not _is_label(one.get("name") if isinstance(one, dict) else None) or not isinstance(data, list):
+            return [f"invalid series {at}/chart/series/{j}]"]
+        for k, point in enumerate(data):
+            if not (isinstance(point, dict) and _is_label(point.get("label")) and _is_number(point.get("value"))):
+                return [f"invalid data point {at}/chart/series/{j}/data/{k}]"]
+    return []
+
+
+def _check_blocks(blocks: Any, *, charts_enabled: bool = True) -> list[dict[str, Any]]:
+    """Validate Block Kit limits as Slack does: ≤50 blocks, section text ≤3,000, markdown blocks ≤12,000,
+    data_visualization blocks (≤2 per message; refused altogether where `charts_enabled` is False, as in
+    workspaces the block has not reached)."""
     if blocks is None:
         return []
     if not isinstance(blocks, list) or not all(isinstance(b, dict) and "type" in b for b in blocks):
         raise _SlackError("invalid_blocks_format")
     problems = [f"no more than {MAX_BLOCKS} items allowed [json-pointer:/blocks]"] if len(blocks) > MAX_BLOCKS else []
+    charts = [i for i, b in enumerate(blocks) if b["type"] == "data_visualization"]
+    if charts and not charts_enabled:
+        problems.append(f"unsupported type: data_visualization [json-pointer:/blocks/{charts[0]}/type]")
+    elif len(charts) > CHARTS_PER_MESSAGE:
+        problems.append(f"no more than {CHARTS_PER_MESSAGE} data_visualization blocks allowed [json-pointer:/blocks]")
+    for i in charts:
+        problems.extend(_chart_problems(i, blocks[i]))
     for i, b in enumerate(blocks):
         text = b.get("text")
         if b["type"] == "section" and isinstance(text, dict) and len(text.get("text", "")) > SECTION_TEXT_LIMIT_CHARS:
@@ -311,6 +370,8 @@ class FakeSlack:
         self.consent_visits: list[
             RecordedCall
         ] = []  # GETs of /oauth/v2/authorize  # code -> (team_id, redirect_uri it was issued for)
+        # False: refuse data_visualization blocks (invalid_blocks), as Slack did where the block had not arrived.
+        self.charts_enabled = True
         self.signing_secret, self.stream_ttl_s, self.ack_timeout_s = signing_secret, stream_ttl_s, ack_timeout_s
         self.retry_delays_s: tuple[float, float, float] = (0.0, 0.0, 0.0)
         # What the bot token was granted: every bot-token answer carries it in `x-oauth-scopes`, as Slack's does.
@@ -1470,7 +1531,7 @@ class FakeSlack:
             if len(md) > MARKDOWN_LIMIT_CHARS:
                 raise _SlackError("msg_too_long")
             return md, []
-        checked = _check_blocks(blocks)
+        checked = _check_blocks(blocks, charts_enabled=self.charts_enabled)
         if not text and not checked and not p.get("attachments"):
             raise _SlackError("no_text")
         text = str(text or "")

@@ -16,7 +16,7 @@ from openai.types.conversations import Conversation, ConversationItem
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from tests.fakes.openai_fake import FakeOpenAI, GeneratedFile, Script
+from tests.fakes.openai_fake import FakeOpenAI, FunctionCall, GeneratedFile, Script
 
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=")
 CSV = b"region,sales\nnorth,10\nsouth,7\n"
@@ -432,3 +432,37 @@ async def test_shapes_validate_strictly_against_sdk_types(oai: FakeOpenAI, clien
         openai.types.ContainerRetrieveResponse.model_validate(container["object"])
         for cfile in container["files"].values():
             FileRetrieveResponse.model_validate(cfile["object"])
+
+
+async def test_function_calls_stream_like_the_api_and_must_be_answered(oai: FakeOpenAI, client: AsyncOpenAI) -> None:
+    tool = {"type": "function", "name": "slack_chart", "parameters": {"type": "object", "properties": {}}}
+    conv = await client.conversations.create()
+    oai.scripts.append(Script(text="", function_calls=[FunctionCall("slack_chart", '{"charts": [{"title": "매출"}]}')]))
+    async with client.responses.stream(model=MODEL, input="chart it", conversation=conv.id, tools=[tool]) as stream:
+        kinds = [event.type async for event in stream]
+        final = await stream.get_final_response()
+    assert kinds[2:] == [
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    (call,) = final.output
+    assert call.type == "function_call" and call.name == "slack_chart"
+    assert call.arguments == '{"charts": [{"title": "매출"}]}'
+
+    with pytest.raises(openai.BadRequestError, match=f"No tool output found for function call {call.call_id}"):
+        await client.responses.create(model=MODEL, input="next", conversation=conv.id)
+    with pytest.raises(openai.BadRequestError, match="No tool call found for function call output"):
+        await client.responses.create(
+            model=MODEL,
+            conversation=conv.id,
+            input=[{"type": "function_call_output", "call_id": "call_unknown", "output": "{}"}],
+        )
+    answered = await client.responses.create(
+        model=MODEL,
+        conversation=conv.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": '{"ok": true}'}],
+    )
+    assert answered.status == "completed"

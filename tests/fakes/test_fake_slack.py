@@ -586,3 +586,29 @@ async def test_workspaces_have_their_own_tokens_and_oauth_installs_them(
     kinds = [(e["team_id"], e["event"]["type"]) for e in slack.events[-2:]]
     assert kinds == [("T2", "tokens_revoked"), ("T2", "app_uninstalled")]
     assert slack.events[-2]["event"]["tokens"] == {"oauth": [], "bot": ["UBOT2"]}
+
+
+CHART = {
+    "type": "data_visualization",
+    "title": "월별 매출",
+    "chart": {
+        "type": "bar",
+        "series": [{"name": "매출", "data": [{"label": "1월", "value": 10}]}],
+        "axis_config": {"categories": ["1월"]},
+    },
+}
+
+
+async def test_data_visualization_blocks_are_validated_like_slack(slack: FakeSlack, client: AsyncWebClient) -> None:
+    ok = await client.chat_postMessage(channel="C1", text="fallback", blocks=[CHART, CHART])
+    assert ok["ok"] and slack.calls_to("chat.postMessage")[-1].params["blocks"] == [CHART, CHART]
+    too_long = {**CHART, "chart": {**CHART["chart"], "axis_config": {"categories": ["가" * 21]}}}
+    pie_zero = {**CHART, "chart": {"type": "pie", "segments": [{"label": "a", "value": 0}]}}
+    for blocks in ([CHART] * 3, [too_long], [pie_zero], [{**CHART, "title": "x" * 51}]):
+        with pytest.raises(SlackApiError) as refused:
+            await client.chat_postMessage(channel="C1", text="fallback", blocks=blocks)
+        assert refused.value.response["error"] == "invalid_blocks"
+    slack.charts_enabled = False
+    with pytest.raises(SlackApiError) as refused:
+        await client.chat_postMessage(channel="C1", text="fallback", blocks=[CHART])
+    assert refused.value.response["error"] == "invalid_blocks"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bot.i18n import t
-from tests.conftest import ROOT
+from tests.conftest import ROOT, user_uploads
 from tests.fakes.openai_fake import FakeOpenAI, GeneratedFile, Script
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
@@ -93,7 +93,9 @@ async def test_korean_cp949_csv_streams_the_answer_and_saves_the_chart(
     assert out.rstrip().endswith(t("terminal.saved", "ko", path=chart))
     assert t("status.running_python", "ko") in err.decode() and "Traceback" not in err.decode()
     # The same intake as Slack: converted to UTF-8, profiled, the question after the file list.
-    (upload,) = oai.files.values()
+    from bot.turn.chart_font import FONT_FILENAME
+
+    (upload,) = [f for f in oai.files.values() if f["object"]["filename"] != FONT_FILENAME]
     assert upload["content"].decode("utf-8") == KOREAN_CSV.decode("cp949")
     prompt = oai.requests_to("POST", "/v1/responses")[0].json["input"][0]["content"][0]["text"]
     assert "original encoding cp949, converted to UTF-8" in prompt and "지역별 매출을 비교해 줘" in prompt
@@ -110,7 +112,7 @@ async def test_a_named_session_continues_with_its_files_and_conversation(
     again = await ask(oai, sqlite_url, "--session", "q4", str(data), "Total?", "--out", out)
     assert [r[0] for r in (first, second, again)] == [0, 0, 0]
     assert second[1].startswith("Echo: ") and "And the least?" in second[1]
-    assert len(oai.requests_to("POST", "/v1/files")) == 1  # the same file, uploaded once
+    assert len(user_uploads(oai)) == 1  # the same file, uploaded once
     assert len(oai.requests_to("POST", "/v1/conversations")) == 1
     conversations = {r.json["conversation"] for r in oai.requests_to("POST", "/v1/responses")}
     assert len(conversations) == 1
@@ -161,7 +163,7 @@ async def test_follow_ups_are_asked_on_a_terminal_until_an_empty_line(
     text = seen.decode()
     assert "Echo: " in text and text.index("first question") < text.index("second question")
     assert len(oai.requests_to("POST", "/v1/responses")) == 2
-    assert len(oai.requests_to("POST", "/v1/files")) == 1
+    assert len(user_uploads(oai)) == 1
 
 
 @pytest.mark.parametrize(

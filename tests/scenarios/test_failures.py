@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from tests.conftest import answer_texts, bot_replies, run_bot
+from tests.conftest import answer_texts, bot_replies, run_bot, user_uploads
 from tests.fakes.openai_fake import FakeOpenAI, Script
 from tests.fakes.slack import FakeSlack
 
@@ -92,7 +92,7 @@ async def test_bad_file_is_reported_and_the_question_still_answered(
         await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 2)
     texts = answer_texts(slack, "C1", ts)
     assert "`old.csv`" in texts[0] and "다시 올려" in texts[0]
-    assert len(oai.requests_to("POST", "/v1/files")) == 1
+    assert len(user_uploads(oai)) == 1
     body = oai.requests_to("POST", "/v1/responses")[0].json
     assert "good.csv" in body["input"][0]["content"][0]["text"]
     assert "old.csv" not in body["input"][0]["content"][0]["text"]
@@ -106,7 +106,7 @@ async def test_sign_in_page_instead_of_file_names_the_fix(slack: FakeSlack, oai:
         ts = str((await slack.user_posts(channel="C1", text="<@UBOT> analyze", files=[csv_file]))["ts"])
         await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 1)
     assert "files:read" in answer_texts(slack, "C1", ts)[0]
-    assert not oai.requests_to("POST", "/v1/files"), "an HTML page is never uploaded as the CSV"
+    assert not user_uploads(oai), "an HTML page is never uploaded as the CSV"
 
 
 async def test_streaming_unavailable_falls_back_to_posting_in_the_thread(

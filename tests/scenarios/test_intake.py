@@ -14,7 +14,8 @@ from typing import Any
 import openpyxl
 import pytest
 
-from tests.conftest import answer_texts, run_bot
+from bot.turn.chart_font import FONT_FILENAME
+from tests.conftest import answer_texts, run_bot, user_file_ids, user_uploads
 from tests.fakes.openai_fake import FakeOpenAI
 from tests.fakes.slack import FakeSlack
 
@@ -33,13 +34,19 @@ def xlsx_bytes() -> bytes:
     return buffer.getvalue()
 
 
+# The deployment's chart font, in every container beside the users' files.
+FONT_PATH = f"/mnt/data/{FONT_FILENAME}"
+
+
 def intake_temp_dirs() -> set[Path]:
     return set(Path(tempfile.gettempdir()).glob("bot-intake-*"))
 
 
 def uploaded_contents(oai: FakeOpenAI) -> dict[str, bytes]:
-    """What OpenAI received, by filename."""
-    return {rec["object"]["filename"]: rec["content"] for rec in oai.files.values()}
+    """What OpenAI received of the users' files, by filename."""
+    return {
+        rec["object"]["filename"]: rec["content"] for file_id, rec in oai.files.items() if user_file_ids(oai, [file_id])
+    }
 
 
 def turn_input(oai: FakeOpenAI, index: int = 0) -> str:
@@ -168,7 +175,7 @@ async def test_same_file_shared_again_is_not_uploaded_twice(slack: FakeSlack, oa
         again = slack.add_file(name="reviews (1).csv", content=REVIEWS.encode())  # new Slack id, same bytes
         await slack.user_posts(channel="C1", text="다시 올렸어요", thread_ts=ts, files=[again, first])
         await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 2)
-    assert len(oai.requests_to("POST", "/v1/files")) == 1
+    assert len(user_uploads(oai)) == 1
     assert len(oai.requests_to("POST", "/v1/containers")) == 1
     assert not oai.requests_to("POST", "/v1/containers/"), "nothing new to add to the container"
 
@@ -314,7 +321,9 @@ async def test_two_files_of_the_same_name_reach_the_container_under_distinct_pat
         await slack.user_posts(channel="C1", user="U2", text="비용 data.csv 도", thread_ts=ts, files=[other])
         await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 2)
     container = next(iter(oai.containers.values()))
-    in_container = {f["object"]["path"]: f["content"] for f in container["files"].values()}
+    in_container = {
+        f["object"]["path"]: f["content"] for f in container["files"].values() if f["object"]["path"] != FONT_PATH
+    }
     assert in_container == {
         "/mnt/data/data.csv": b"month,sales\n1,10\n",
         "/mnt/data/data (2).csv": b"month,costs\n1,7\n2,8\n",
@@ -348,7 +357,7 @@ async def test_a_file_recorded_but_never_added_to_the_container_is_added_next_tu
         await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 3)
     container = next(iter(oai.containers.values()))
     paths = sorted(f["object"]["path"] for f in container["files"].values())
-    assert paths == ["/mnt/data/costs.csv", "/mnt/data/sales.csv"]
+    assert paths == sorted(["/mnt/data/costs.csv", "/mnt/data/sales.csv", FONT_PATH])
     assert "/mnt/data/costs.csv" in turn_input(oai, 1)
     listings = [r for r in oai.requests_to("GET", "/v1/containers/") if r.path.endswith("/files")]
     assert len(listings) == 3, "one listing per turn"

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from bot.domain import Incoming, ThreadKey
 from bot.store.tables import sessions, slack_bots, slack_installations, slack_oauth_states, thread_tombstones
-from tests.conftest import RunningBot, answer_texts, free_port, run_bot
+from tests.conftest import RunningBot, answer_texts, free_port, run_bot, user_file_ids, user_uploads
 from tests.fakes.openai_fake import FakeOpenAI
 from tests.fakes.slack import FakeSlack
 
@@ -100,7 +100,7 @@ async def test_two_workspaces_install_and_each_is_answered_with_its_own_token(
         assert calls and {c.token for c in calls} == {slack.token_of(team)}, channel
     (download,) = slack.file_downloads()
     assert download.token == slack.token_of("T2") and download.status == 200
-    assert len(oai.requests_to("POST", "/v1/files")) == 1
+    assert len(user_uploads(oai)) == 1
 
 
 async def test_forged_replayed_and_rejected_installs_get_an_error_page_and_store_nothing(
@@ -172,7 +172,7 @@ async def test_uninstall_forgets_that_workspace_and_leaves_the_other(
         second = await slack.user_posts(channel="C2", text="<@UBOT2> total?", user="U7", files=[file])
         await slack.wait_for(lambda: len(answer_texts(slack, "C1", first["ts"])) == 1)
         await slack.wait_for(lambda: len(answer_texts(slack, "C2", second["ts"])) == 1)
-        (uploaded,) = list(oai.files)
+        (uploaded,) = user_file_ids(oai, list(oai.files))
         t2_conversation = next(
             r.json["conversation"] for r in oai.requests_to("POST", "/v1/responses") if "total?" in str(r.json)
         )

@@ -7,7 +7,15 @@ import json
 
 import pytest
 
-from tests.conftest import RunningBot, answer_texts, bot_replies, postgres_database, run_bot
+from tests.conftest import (
+    RunningBot,
+    answer_texts,
+    bot_replies,
+    postgres_database,
+    run_bot,
+    user_file_ids,
+    user_uploads,
+)
 from tests.fakes.openai_fake import FakeOpenAI, GeneratedFile, Script
 from tests.fakes.slack import FakeSlack
 
@@ -70,11 +78,11 @@ async def test_mention_with_csv_streams_an_answer_and_attaches_the_chart(
     assert [f["name"] for f in shared] == ["sentiment.png"]
 
     # OpenAI: file uploaded as user_data, container holds it, one streamed response with our config.
-    uploads = oai.requests_to("POST", "/v1/files")
+    uploads = user_uploads(oai)
     assert len(uploads) == 1 and uploads[0].form["purpose"] == "user_data"
     file_id = next(iter(oai.files))
     containers = oai.requests_to("POST", "/v1/containers")
-    assert len(containers) == 1 and containers[0].json["file_ids"] == [file_id]
+    assert len(containers) == 1 and user_file_ids(oai, containers[0].json["file_ids"]) == [file_id]
     posts = response_posts(oai)
     assert len(posts) == 1, "app_mention + message for one post must give one answer"
     body = posts[0]
@@ -83,7 +91,8 @@ async def test_mention_with_csv_streams_an_answer_and_attaches_the_chart(
     assert "data analyst" in body["instructions"]
     assert body["conversation"] in oai.conversations
     container_id = next(iter(oai.containers))
-    assert body["tools"] == [{"type": "code_interpreter", "container": container_id}]
+    assert body["tools"][0] == {"type": "code_interpreter", "container": container_id}
+    assert [t.get("name") for t in body["tools"][1:]] == ["slack_chart"]
     user_text = body["input"][0]["content"][0]["text"]
     assert "reviews.csv" in user_text and "주요 키워드" in user_text
     assert all(part["type"] == "input_text" for part in body["input"][0]["content"]), "no input_file for CSVs"
@@ -102,7 +111,7 @@ async def test_follow_up_without_mention_continues_the_same_session(
     first, second = response_posts(oai)
     assert second["conversation"] == first["conversation"]
     assert second["tools"] == first["tools"], "same live container, same files"
-    assert len(oai.requests_to("POST", "/v1/files")) == 1, "the CSV is uploaded once per thread"
+    assert len(user_uploads(oai)) == 1, "the CSV is uploaded once per thread"
     assert "부정 리뷰만 따로 보여줘" in second["input"][0]["content"][0]["text"]
     assert answer_texts(slack, "C1", ts)[1].startswith("Echo:")
 
@@ -122,7 +131,7 @@ async def test_session_survives_a_restart(slack: FakeSlack, oai: FakeOpenAI, sql
     first, second = response_posts(oai)
     assert second["conversation"] == first["conversation"]
     assert second["tools"] == first["tools"]
-    assert len(oai.requests_to("POST", "/v1/files")) == 1
+    assert len(user_uploads(oai)) == 1
 
 
 async def test_expired_container_is_replaced_with_all_files(slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str) -> None:
@@ -138,7 +147,7 @@ async def test_expired_container_is_replaced_with_all_files(slack: FakeSlack, oa
     new_container = second["tools"][0]["container"]
     assert new_container != old_container
     file_id = next(iter(oai.files))
-    assert oai.requests_to("POST", "/v1/containers")[-1].json["file_ids"] == [file_id]
+    assert user_file_ids(oai, oai.requests_to("POST", "/v1/containers")[-1].json["file_ids"]) == [file_id]
     assert second["conversation"] == first["conversation"]
     assert "restarted" in second["input"][0]["content"][0]["text"]
     assert all("만료" not in t and "expired" not in t for t in answer_texts(slack, "C1", ts))
@@ -156,7 +165,7 @@ async def test_csv_posted_earlier_is_found_in_the_thread_root(
         await slack.user_posts(channel="C1", text="<@UBOT> 이 파일 요약해줘", thread_ts=root["ts"])
         await slack.wait_for(lambda: len(answer_texts(slack, "C1", root["ts"])) == 1)
 
-    assert len(oai.requests_to("POST", "/v1/files")) == 1
+    assert len(user_uploads(oai)) == 1
     assert "reviews.csv" in response_posts(oai)[0]["input"][0]["content"][0]["text"]
     assert slack.file_downloads()[0].token == slack.bot_token
 

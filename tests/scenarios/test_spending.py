@@ -143,11 +143,12 @@ async def test_a_question_without_files_runs_without_a_container_until_the_first
 
     assert not [c for c in first_calls if "/v1/containers" in c], "no container for a thread without files"
     first, second = (r.json for r in oai.requests_to("POST", "/v1/responses"))
-    for key in ("tools", "tool_choice", "include", "max_tool_calls"):
+    for key in ("include", "max_tool_calls"):
         assert key not in first, f"{key} is only for the code interpreter"
+    assert [t["type"] for t in first["tools"]] == ["function"], "no code interpreter: only the native chart function"
     assert len(oai.requests_to("POST", "/v1/containers")) == 1, "the first file creates the container"
     container_id = next(iter(oai.containers))
-    assert second["tools"] == [{"type": "code_interpreter", "container": container_id}]
+    assert second["tools"][0] == {"type": "code_interpreter", "container": container_id}
     assert second["include"] == ["code_interpreter_call.outputs"]
     assert second["conversation"] == first["conversation"], "same conversation, same memory"
     assert "Note: the Python environment was restarted" not in second["input"][0]["content"][0]["text"]
