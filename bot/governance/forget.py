@@ -7,7 +7,6 @@ Runs off the acknowledgement path, on tasks owned here (`close()` awaits or canc
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -15,6 +14,7 @@ from bot.domain import ThreadKey
 from bot.governance.retention import Deleted, Forgetter
 from bot.i18n import Language, t
 from bot.slack.notices import ThreadNotices
+from bot.tasks import OwnedTasks
 from bot.turn.scheduler import TurnScheduler
 
 log = logging.getLogger(__name__)
@@ -54,15 +54,13 @@ class ThreadForget:
         self._stop_elsewhere = stop_elsewhere
         self._scheduler = scheduler
         self._notices = notices
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = OwnedTasks()
         self._locks: dict[ThreadKey, asyncio.Lock] = {}
 
     def request(self, thread: ThreadKey, lang: Language, *, addressed: bool) -> None:
         """Forget `thread` in the background. `addressed` (a mention or a DM): say so when there is
         nothing to forget; an unaddressed `forget` in a thread that is not the bot's gets no answer."""
-        task = asyncio.create_task(self._forget(thread, lang, addressed), name=f"forget-{thread.channel}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._forget(thread, lang, addressed), name=f"forget-{thread.channel}")
 
     async def _forget(self, thread: ThreadKey, lang: Language, addressed: bool) -> None:
         # Two forgets of one thread run one after the other: the second finds nothing left.
@@ -124,11 +122,4 @@ class ThreadForget:
 
     async def close(self, *, grace_s: float = 5.0) -> None:
         """Let forgets in flight finish for `grace_s`, then cancel the rest (their deletions stay queued)."""
-        if not self._tasks:
-            return
-        _done, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._tasks.close(grace_s=grace_s)

@@ -9,10 +9,8 @@ it, so it explains in both languages.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -21,6 +19,7 @@ from bot.domain import ThreadKey, strip_mentions
 from bot.errors import BotError
 from bot.i18n import LANGUAGES, Language, t
 from bot.slack.clients import SlackClients
+from bot.tasks import OwnedTasks
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +87,7 @@ class AgentSurface:
     def __init__(self, clients: SlackClients, *, recent_threads: RecentThreads) -> None:
         self._clients = clients
         self._recent_threads = recent_threads
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = OwnedTasks()
 
     def thread_started(self, *, team_id: str, channel: str, thread_ts: str, user_id: str) -> None:
         """Offer suggested prompts in the new assistant thread, in the user's language; returns at once."""
@@ -98,11 +97,8 @@ class AgentSurface:
         """Publish `user_id`'s Home tab; returns at once."""
         self._spawn(self._publish_home(team_id, user_id), f"home-{user_id}")
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
-        task = asyncio.ensure_future(coro)
-        task.set_name(name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.spawn(coro, name=name)
 
     async def _offer_prompts(self, team_id: str, channel: str, thread_ts: str, user_id: str) -> None:
         client = await self._clients.for_team(team_id)
@@ -147,11 +143,4 @@ class AgentSurface:
 
     async def close(self, *, grace_s: float = 2.0) -> None:
         """Let work in flight finish for `grace_s`, then cancel the rest."""
-        if not self._tasks:
-            return
-        _done, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._tasks.close(grace_s=grace_s)

@@ -10,14 +10,13 @@ awaited or cancelled by `close()`.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 
 from slack_sdk.errors import SlackApiError
 
 from bot.domain import ThreadKey
 from bot.slack.clients import SlackClients
+from bot.tasks import OwnedTasks
 
 log = logging.getLogger(__name__)
 
@@ -27,13 +26,11 @@ class ThreadNotices:
 
     def __init__(self, clients: SlackClients) -> None:
         self._clients = clients
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = OwnedTasks()
 
     def post(self, thread: ThreadKey, text: str) -> None:
         """Post `text` in `thread` soon; returns at once. Failures are only logged."""
-        task = asyncio.create_task(self._post(thread, text), name=f"notice-{thread.channel}-{thread.thread_ts}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._post(thread, text), name=f"notice-{thread.channel}-{thread.thread_ts}")
 
     async def _post(self, thread: ThreadKey, text: str) -> None:
         client = await self._clients.for_team(thread.team_id)
@@ -62,12 +59,10 @@ class ThreadNotices:
 
         Failures (e.g. `user_not_in_channel`) are only logged.
         """
-        task = asyncio.create_task(
+        self._tasks.spawn(
             self._post_ephemeral(team_id=team_id, channel=channel, user_id=user_id, text=text, thread_ts=thread_ts),
             name=f"ephemeral-{channel}-{user_id}",
         )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def _post_ephemeral(
         self, *, team_id: str, channel: str, user_id: str, text: str, thread_ts: str | None
@@ -84,11 +79,4 @@ class ThreadNotices:
 
     async def close(self, *, grace_s: float = 2.0) -> None:
         """Let notices in flight finish for `grace_s`, then cancel the rest."""
-        if not self._tasks:
-            return
-        _done, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._tasks.close(grace_s=grace_s)

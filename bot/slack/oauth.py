@@ -8,8 +8,6 @@ tables come from our migrations (revision 0005), never from `create_tables()`. E
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -27,6 +25,7 @@ from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStor
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.config import OAuth
+from bot.tasks import OwnedTasks
 
 log = logging.getLogger(__name__)
 
@@ -160,13 +159,11 @@ class Uninstalls:
     ) -> None:
         self._delete_installation = delete_installation
         self._forget_team = forget_team
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = OwnedTasks()
 
     def request(self, team_id: str, why: str) -> None:
         log.info("%s in workspace %s: deleting its installation and its data", why, team_id)
-        task = asyncio.create_task(self._uninstall(team_id), name=f"uninstall-{team_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._uninstall(team_id), name=f"uninstall-{team_id}")
 
     async def _uninstall(self, team_id: str) -> None:
         try:
@@ -177,15 +174,7 @@ class Uninstalls:
 
     async def wait_idle(self) -> None:
         """Wait until every uninstall started so far has finished."""
-        while self._tasks:
-            await asyncio.wait(set(self._tasks))
+        await self._tasks.wait_idle()
 
     async def close(self, *, grace_s: float = 5.0) -> None:
-        if not self._tasks:
-            return
-        _done, pending = await asyncio.wait(set(self._tasks), timeout=grace_s)
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._tasks.close(grace_s=grace_s)
