@@ -76,9 +76,13 @@ async def _checks(settings: Settings, out: TextIO) -> list[Result]:
         results.append(result)
         print(result.line(), file=out, flush=True)
 
-    slack = AsyncWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url)
-    for result in await check_slack_token(slack):
-        show(result)
+    slack = AsyncWebClient(token=settings.slack_bot_token or None, base_url=settings.slack_api_url)
+    if settings.oauth is None:
+        for result in await check_slack_token(slack):
+            show(result)
+    else:
+        # Several workspaces: each installation's token is checked by Slack as its events arrive.
+        show(Result(True, "OAuth install mode (SLACK_CLIENT_ID): workspaces install at /slack/install"))
     if settings.slack_app_token is not None:
         show(await check_app_token(slack, app_token=settings.slack_app_token))
     client = openai.AsyncOpenAI(api_key=settings.openai_api_key, base_url=settings.openai_base_url, max_retries=0)

@@ -98,3 +98,18 @@ async def test_settings_that_do_not_parse_exit_2(monkeypatch: pytest.MonkeyPatch
     status, lines = await check(monkeypatch, capsys, {"OPENAI_API_KEY": "sk-1"})
     assert status == 2
     assert lines[0].startswith("✗ settings: SLACK_BOT_TOKEN is not set")
+
+
+async def test_oauth_mode_checks_no_bot_token(
+    slack: FakeSlack, oai: FakeOpenAI, current_db: str, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    env = {
+        **bot_env(slack, oai, current_db, mode="http", port=3000),
+        "SLACK_BOT_TOKEN": "",
+        "SLACK_CLIENT_ID": slack.client_id,
+        "SLACK_CLIENT_SECRET": slack.client_secret,
+    }
+    status, lines = await check(monkeypatch, capsys, env)
+    assert status == 0, lines
+    assert any("OAuth install mode" in line for line in lines)
+    assert not slack.calls_to("auth.test"), "no bot token to test: each workspace brings its own"
