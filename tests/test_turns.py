@@ -78,3 +78,37 @@ class _Details:
 )
 def test_stop_reason(kind: str, details: _Details | None, code_runs: int, expected: str | None) -> None:
     assert stop_reason(kind, details, code_runs=code_runs) == expected
+
+
+async def test_a_function_call_left_unanswered_by_an_interrupted_turn_does_not_block_the_next(
+    oai: FakeOpenAI,
+) -> None:
+    from bot.turn.charts import CHART_TOOL
+    from tests.fakes.openai_fake import FunctionCall
+
+    client, conversation_id, container_id = await setup(oai)
+    runner = TurnRunner(client, model="m", instructions="i")
+    oai.scripts.append(Script(text="", function_calls=[FunctionCall("slack_chart", '{"charts": []}')]))
+    first = [
+        e
+        async for e in runner.stream(
+            conversation_id=conversation_id, container_id=container_id, input_text="chart it", functions=[CHART_TOOL]
+        )
+    ]
+    (call,) = [e for e in first if type(e).__name__ == "FunctionCalled"]
+    # The turn is stopped here: its call is never answered. The thread's next question still gets an answer.
+    oai.scripts.append(Script(text="the next answer"))
+    second = [
+        e
+        async for e in runner.stream(
+            conversation_id=conversation_id, container_id=container_id, input_text="next", functions=[CHART_TOOL]
+        )
+    ]
+    await client.close()
+    assert isinstance(second[-1], TurnDone)
+    assert "".join(e.text for e in second if isinstance(e, TextDelta)) == "the next answer"
+    posts = oai.requests_to("POST", "/v1/responses")
+    refused, answered = posts[-2].json["input"], posts[-1].json["input"]
+    assert [item.get("type") for item in refused] == [None], "first tried as it was, and refused"
+    assert answered[0]["type"] == "function_call_output" and answered[0]["call_id"] == call.call_id
+    assert answered[1]["content"][0]["text"] == "next"

@@ -6,6 +6,8 @@ the message text is read only where OpenAI gives no code (an expired container).
 
 from __future__ import annotations
 
+import re
+
 import openai
 
 from bot.errors import (
@@ -80,3 +82,15 @@ def _count(exc: openai.OpenAIError) -> None:
     else:
         label = exc.__class__.__name__
     metrics.current().openai_errors.labels(code=str(label)).inc()
+
+
+_UNANSWERED_CALL = re.compile(r"No tool output found for function call ([A-Za-z0-9_\-]+)")
+
+
+def unanswered_function_call(exc: BaseException) -> str | None:
+    """The call id of a 400 saying the conversation holds a function call with no output (OpenAI gives no
+    code for it, only this wording), e.g. a chart call whose turn was stopped before it was answered."""
+    if not isinstance(exc, openai.BadRequestError):
+        return None
+    match = _UNANSWERED_CALL.search(str(getattr(exc, "message", "") or exc))
+    return match.group(1) if match else None

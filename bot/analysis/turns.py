@@ -10,7 +10,7 @@ from typing import Any
 
 import openai
 
-from bot.analysis.openai_errors import convert, is_conversation_locked, stream_error
+from bot.analysis.openai_errors import convert, is_conversation_locked, stream_error, unanswered_function_call
 from bot.errors import OpenAIBusy, OpenAIRateLimited, OpenAIUnavailable
 from bot.events import (
     FileCited,
@@ -38,6 +38,10 @@ MAX_RETRY_AFTER_S = 30.0
 # No event for this long means the stream is dead; a working analysis keeps sending events.
 IDLE_TIMEOUT_S = 300.0
 MAX_TOOL_CALLS = 12
+# A function call left unanswered by an interrupted turn (stop, restart) is answered with this before the
+# next request; at most this many per request.
+INTERRUPTED_CALL = '{"ok": false, "error": "The turn was interrupted before this call was carried out."}'
+MAX_LATE_CALL_OUTPUTS = 5
 # OpenAI's `incomplete_details.reason` -> ours.
 INCOMPLETE_REASONS: dict[str, StopReason] = {"max_output_tokens": "length", "content_filter": "content_filter"}
 
@@ -113,6 +117,7 @@ class TurnRunner:
     ) -> Any:
         delays = iter(self._lock_retry_delays_s)
         transient_delays = iter(self._transient_delays_s)
+        answered_late = 0
         while True:
             try:
                 return await self._client.responses.create(
@@ -126,6 +131,18 @@ class TurnRunner:
                     metadata=metadata,
                 )
             except openai.OpenAIError as exc:
+                call_id = unanswered_function_call(exc)
+                if call_id is not None and answered_late < MAX_LATE_CALL_OUTPUTS:
+                    # A call an earlier, interrupted turn never answered blocks the conversation: answer it
+                    # now (as not carried out) and send this turn's input after it.
+                    log.info(
+                        "conversation %s has an unanswered call %s; answering it as interrupted",
+                        conversation_id,
+                        call_id,
+                    )
+                    answered_late += 1
+                    items = [{"type": "function_call_output", "call_id": call_id, "output": INTERRUPTED_CALL}, *items]
+                    continue
                 if is_conversation_locked(exc):
                     delay = next(delays, None)
                     if delay is not None:
