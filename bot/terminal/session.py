@@ -12,25 +12,24 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from bot.analysis.turns import TurnRunner
 from bot.analysis.workspace import Workspace
 from bot.domain import Incoming, Session, ThreadFile, ThreadKey, Turn
-from bot.errors import BotError, ContainerExpired
+from bot.errors import BotError
 from bot.events import TurnDone, Usage
 from bot.governance.pricing import Pricing
 from bot.i18n import Language, t
 from bot.store import Store
 from bot.store.deployment_files import DeploymentFiles
 from bot.terminal.sink import TerminalSink
-from bot.turn.answer import incomplete_note, stream_answer
+from bot.turn.answer import answer_recovering, incomplete_note
 from bot.turn.chart_font import ChartFonts
 from bot.turn.environment import Environments
 from bot.turn.files_in import upload_name
 from bot.turn.local_files import LOCAL_ID_PREFIX, StagedFile
 from bot.turn.outputs import OutputDelivery
-from bot.turn.prompt import turn_input
 
 log = logging.getLogger(__name__)
 
@@ -196,26 +195,17 @@ class TerminalSession:
         thread_files = await self._store.thread_files(self._thread)
         env = await self._environments.prepare(session, thread_files, new_ids)
         counts.containers_created += env.containers_created
-        for attempt in range(3):
-            try:
-                input_text = turn_input(
-                    turn, thread_files, new_ids=new_ids, paths=env.paths, reset=env.reset, font_path=env.font_path
-                )
-                done, outputs = await stream_answer(
-                    runner=self._runner, reply=self._sink, turn=turn, env=env, input_text=input_text
-                )
-                break
-            except ContainerExpired:
-                # As in the Slack turn (`Conductor._answer`): a new container, then a new conversation.
-                if self._sink.has_text or attempt == 2:
-                    raise
-                if not env.reset:
-                    container_id, paths, font_path = await self._environments.new_container(self._thread, thread_files)
-                    counts.containers_created += 1
-                    env = replace(env, container_id=container_id, reset=True, paths=paths, font_path=font_path)
-                else:
-                    conversation_id = await self._environments.fresh_conversation(self._thread, env.conversation_id)
-                    env = replace(env, conversation_id=conversation_id)
+        done, outputs, created = await answer_recovering(
+            runner=self._runner,
+            environments=self._environments,
+            reply=self._sink,
+            turn=turn,
+            thread=self._thread,
+            files=thread_files,
+            new_ids=new_ids,
+            env=env,
+        )
+        counts.containers_created += created
         await self._sink.flush()
         self._sink.end_answer()
         await self._outputs.deliver(self._sink, turn.language, done, outputs)

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 from bot.analysis.turns import TurnRunner
-from bot.domain import Turn
-from bot.errors import BotError
+from bot.domain import ThreadFile, ThreadKey, Turn
+from bot.errors import BotError, ContainerExpired
 from bot.events import FileCited, FunctionCalled, ImageOutput, Progress, StepDone, StepStarted, TextDelta, TurnDone
 from bot.i18n import Language, t
 from bot.turn.charts import CHART_TOOL, MAX_CHART_ROUNDS, answer_call
-from bot.turn.environment import Environment
+from bot.turn.environment import Environment, Environments
 from bot.turn.outputs import Outputs
+from bot.turn.prompt import turn_input
 from bot.turn.sink import AnswerSink
 from bot.turn.steps import step_title
+
+log = logging.getLogger(__name__)
 
 # No status for writing the answer: the streamed text itself shows it (and a status call there
 # would delay the first visible text by a round trip).
@@ -38,6 +43,46 @@ def incomplete_note(done: TurnDone, lang: Language) -> str | None:
         return None
     key = INCOMPLETE_NOTES.get(done.incomplete_reason, "openai.incomplete")
     return t(key, lang, reason=done.incomplete_reason, max_runs=done.code_runs)
+
+
+async def answer_recovering(
+    *,
+    runner: TurnRunner,
+    environments: Environments,
+    reply: AnswerSink,
+    turn: Turn,
+    thread: ThreadKey,
+    files: Sequence[ThreadFile],
+    new_ids: set[str],
+    env: Environment,
+) -> tuple[TurnDone, Outputs, int]:
+    """`stream_answer`, recovering from a container that died before any text was shown: first with a new
+    container, then (the conversation's history still pointing at the dead one) with a fresh conversation
+    that carries the memory over as text. Returns the answer, its outputs and how many containers it created.
+
+    Raises `ContainerExpired` when text was already shown or recovery did not help.
+    """
+    created = 0
+    for attempt in range(3):
+        try:
+            input_text = turn_input(
+                turn, files, new_ids=new_ids, paths=env.paths, reset=env.reset, font_path=env.font_path
+            )
+            done, outputs = await stream_answer(runner=runner, reply=reply, turn=turn, env=env, input_text=input_text)
+            return done, outputs, created
+        except ContainerExpired:
+            if reply.has_text or attempt == 2:
+                raise
+            if not env.reset:
+                log.info("container %s expired mid-turn; starting a new one", env.container_id)
+                container_id, paths, font_path = await environments.new_container(thread, files)
+                created += 1
+                env = replace(env, container_id=container_id, reset=True, paths=paths, font_path=font_path)
+            else:
+                log.info("conversation %s refers to a dead container; continuing in a new one", env.conversation_id)
+                conversation_id = await environments.fresh_conversation(thread, env.conversation_id)
+                env = replace(env, conversation_id=conversation_id)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 @dataclass

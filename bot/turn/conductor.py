@@ -10,7 +10,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from slack_sdk.web.async_client import AsyncWebClient
@@ -18,7 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.analysis.turns import TurnRunner
 from bot.analysis.workspace import Workspace
 from bot.domain import Session, Turn
-from bot.errors import BotError, ContainerExpired, StoreUnavailable
+from bot.errors import BotError, StoreUnavailable
 from bot.events import TurnDone, Usage
 from bot.governance.budgets import BudgetGuard
 from bot.governance.pricing import Pricing
@@ -29,14 +29,13 @@ from bot.slack.clients import SlackClients
 from bot.slack.reply import ThreadReply, feedback_blocks
 from bot.store import Store
 from bot.store.deployment_files import DeploymentFiles
-from bot.turn.answer import incomplete_note, stream_answer
+from bot.turn.answer import answer_recovering, incomplete_note
 from bot.turn.chart_font import ChartFonts
 from bot.turn.environment import Environments
 from bot.turn.files_in import FilesIn, ThreadLimits
 from bot.turn.fresh_start import announce_fresh_start
 from bot.turn.intake import Intake
 from bot.turn.outputs import OutputDelivery
-from bot.turn.prompt import turn_input
 from bot.turn.scheduler import StopSignal
 from bot.turn.title import name_thread
 
@@ -306,29 +305,17 @@ class Conductor:
         new_ids = brought.new_ids
         env = await self._environments.prepare(session, files, new_ids)
         billable.containers_created += env.containers_created
-        for attempt in range(3):
-            try:
-                input_text = turn_input(
-                    turn, files, new_ids=new_ids, paths=env.paths, reset=env.reset, font_path=env.font_path
-                )
-                done, outputs = await stream_answer(
-                    runner=self._runner, reply=reply, turn=turn, env=env, input_text=input_text
-                )
-                break
-            except ContainerExpired:
-                if reply.has_text or attempt == 2:
-                    raise
-                if not env.reset:
-                    log.info("container %s expired mid-turn; starting a new one", env.container_id)
-                    container_id, paths, font_path = await self._environments.new_container(thread, files)
-                    billable.containers_created += 1
-                    env = replace(env, container_id=container_id, reset=True, paths=paths, font_path=font_path)
-                else:
-                    # A fresh container did not help: the conversation's history still points at the
-                    # dead one. Carry the memory over as text into a fresh conversation.
-                    log.info("conversation %s refers to a dead container; continuing in a new one", env.conversation_id)
-                    conversation_id = await self._environments.fresh_conversation(thread, env.conversation_id)
-                    env = replace(env, conversation_id=conversation_id)
+        done, outputs, created = await answer_recovering(
+            runner=self._runner,
+            environments=self._environments,
+            reply=reply,
+            turn=turn,
+            thread=thread,
+            files=files,
+            new_ids=new_ids,
+            env=env,
+        )
+        billable.containers_created += created
         await reply.flush()
         await self._outputs.deliver(reply, lang, done, outputs)
         if not reply.has_text and not outputs.cited and not outputs.images:

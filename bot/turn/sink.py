@@ -9,6 +9,10 @@ from typing import Any, Protocol
 class AnswerSink(Protocol):
     """What `stream_answer` and `OutputDelivery` need from the place the answer is shown."""
 
+    @property
+    def has_text(self) -> bool:
+        """True once any answer text was shown."""
+
     async def write(self, text: str) -> None:
         """Show the next piece of the answer's text."""
 
