@@ -20,15 +20,17 @@ import logging
 import time
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.domain import ThreadKey, Turn
 from bot.store.store import UNFINISHED, Store, _turn_from_row
 from bot.store.tables import turns
+
+if TYPE_CHECKING:
+    import asyncpg  # imported where a connection is made: a SQLite bot never loads it
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,8 @@ class ReplicaCoordinator:
 
     @classmethod
     async def open(cls, store: Store, *, clock: Callable[[], float] = time.time) -> ReplicaCoordinator:
+        import asyncpg
+
         dsn = store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         connection = await asyncpg.connect(dsn)
         coordinator = cls(store, connection, dsn=dsn, clock=clock)
@@ -97,6 +101,8 @@ class ReplicaCoordinator:
         driver's error while the database is still away (the caller's next round tries again).
         """
         if self._conn.is_closed() and not self._closed:
+            import asyncpg
+
             log.warning("the replica coordination connection to the database was lost; reconnecting")
             connection = await asyncpg.connect(self._dsn)
             await connection.add_listener(CHANNEL, self._on_notification)

@@ -294,3 +294,37 @@ async def test_turns_recorded_before_usage_tracking_count_towards_budgets(old_da
         assert (report.key, report.turns, report.cost_usd) == ("U0001", 1, pytest.approx(estimate))
     finally:
         await store.close()
+
+
+def test_the_head_the_bot_knows_without_alembic_is_alembics_own_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    from bot.store.migrate import HEAD_REVISION, _config
+
+    assert ScriptDirectory.from_config(_config()).get_current_head() == HEAD_REVISION
+
+
+async def test_opening_a_current_database_leaves_alembic_and_asyncpg_unloaded(sqlite_url: str, tmp_path: Path) -> None:
+    """A restarted bot only reads the recorded revision: Alembic (and, on SQLite, asyncpg) stays out of memory."""
+    await upgrade(sqlite_url)
+    script = (
+        "import asyncio, sys\n"
+        "from bot.store import Store\n"
+        "async def main():\n"
+        "    store = await Store.open(sys.argv[1])\n"
+        "    await store.close()\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in ('alembic', 'mako', 'asyncpg') if m in sys.modules))\n"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        script,
+        sqlite_url,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().strip() == "[]"
