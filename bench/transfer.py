@@ -1,24 +1,29 @@
 """How fast a huge Slack file reaches OpenAI through the bot, and how much memory the bot needs to move it.
 
-Run: `python -m bench.transfer [--mb 500] [--cp949] [--skip-inprocess]`.
+Run: `python -m bench.transfer [--mb 500] [--runs 3] [--cp949] [--skip-inprocess]`.
 
 A CSV of `--mb` MiB (header `id,이름,점수,메모`, varied Korean + ASCII rows) is written in chunks to a temp dir
 (with `--cp949` also a CP949 copy of the same rows, to time the conversion path). Everything runs on 127.0.0.1
-against the loopback `FakeSlack` and `FakeOpenAI` of `tests.fakes`. Measured, in one run:
+against the loopback `FakeSlack` and `FakeOpenAI` of `tests.fakes`. Each of `--runs` rounds measures, one
+after another so that all see the same moment of a shared machine:
 
-1. baseline: the same bytes fetched from FakeSlack's file host and piped, chunk by chunk, into a POST to a
-   loopback sink (aiohttp both ways, one process): the MB/s of a plain copy on this machine;
-2. the bot in this process (`tests.conftest.run_bot`, Socket Mode): a user posts `<@UBOT> 분석해줘` with the file;
-   timed from the post until FakeOpenAI has the whole upload (download + check + convert + upload), then until
-   the answer is in the thread;
-3. the bot as its own process (`python -m bot`, env from `tests.conftest.bot_env`), the same post, with the bot
+1. floor: the same bytes fetched from FakeSlack's file host and piped, chunk by chunk, into one streamed
+   `POST /v1/files` to the same FakeOpenAI the bot uploads to (aiohttp both ways, one process): a plain copy
+   with the same bytes, the same fakes and the same work on the receiving side (FakeOpenAI hashes what it
+   receives, for the floor's file as for the bot's parts). The bot's figure is reported as a ratio to it;
+2. a second reference: the same copy into a bare sink that only counts bytes (the floor of earlier runs);
+3. (first round only, unless `--skip-inprocess`) the bot in this process (`tests.conftest.run_bot`, Socket
+   Mode): a user posts `<@UBOT> 분석해줘` with the file; timed from the post until FakeOpenAI has the whole
+   file (a completed Upload, or the end of a `files.create`);
+4. the bot as its own process (`python -m bot`, env from `tests.conftest.bot_env`), the same post, with the bot
    process's VmRSS sampled from /proc every 50 ms (its VmHWM is reset just before the post, so it is the peak
-   while moving the file). Goal: growth < 64 MiB for a 500 MiB file.
+   while moving the file) and its CPU seconds read from /proc. Goal: growth < 64 MiB for a 500 MiB file.
 
-The fakes run in this process. FakeOpenAI is subclassed so that it streams the upload through SHA-256 instead of
-keeping it (500 MiB in the bench process would blur nothing about the bot, but costs RAM); the digest proves
-the bot uploaded exactly the UTF-8 text. Temp dirs the bot leaves behind (`bot-intake-*` in
-`tempfile.gettempdir()`, new during this run) are counted. MB means MiB (1,048,576 bytes) throughout.
+The fakes run in this process. FakeOpenAI is subclassed so that it streams uploads and parts through SHA-256
+instead of keeping them (500 MiB in the bench process would blur nothing about the bot, but costs RAM); the
+digests (of the whole file, or of each part against its slice of the source) prove the bot uploaded exactly
+the UTF-8 text. Temp dirs the bot leaves behind (`bot-intake-*` in `tempfile.gettempdir()`, new during this
+run) are counted. MB means MiB (1,048,576 bytes) throughout.
 """
 
 from __future__ import annotations
@@ -144,12 +149,29 @@ class _Upload:
     finished: float
 
 
+@dataclass
+class _Part:
+    """Stands in for one part's bytes in FakeOpenAI's Upload records: its length and SHA-256 only."""
+
+    size: int
+    sha256: str
+    started: float
+
+    def __len__(self) -> int:
+        return self.size
+
+
 class _StreamingOpenAI(FakeOpenAI):
-    """FakeOpenAI whose Files endpoint hashes the upload as it streams in rather than keeping it."""
+    """FakeOpenAI whose Files endpoint and Uploads parts hash what streams in rather than keeping it.
+
+    `received` lists each whole file as it arrived: a `files.create`, or a completed Upload (its SHA-256 is
+    then "parts": `part_digests` holds (size, SHA-256) of its parts in `part_ids` order).
+    """
 
     def __init__(self) -> None:
         super().__init__()
-        self.uploads: list[_Upload] = []
+        self.received: list[_Upload] = []
+        self.part_digests: list[list[tuple[int, str]]] = []
 
     async def __aenter__(self) -> _StreamingOpenAI:
         await self.start()
@@ -169,7 +191,7 @@ class _StreamingOpenAI(FakeOpenAI):
                     size += len(chunk)
                     digest.update(chunk)
                 upload = _Upload(part.filename or "upload", size, digest.hexdigest(), started, time.perf_counter())
-                self.uploads.append(upload)
+                self.received.append(upload)
             else:
                 fields[part.name or ""] = await part.text()
         form: dict[str, Any] = dict(fields)
@@ -181,6 +203,36 @@ class _StreamingOpenAI(FakeOpenAI):
             message = f"File is too large ({upload.size} bytes). The maximum file size is {limit_mb} MB."
             raise _bad(message, param="file")
         return fields, None if upload is None else (upload.filename, _Received(upload.size))
+
+    async def _read_part(self, request: web.Request) -> bytes:
+        if not request.content_type.startswith("multipart/"):
+            raise _missing("data")
+        reader = await request.multipart()
+        part: _Part | None = None
+        while (field := await reader.next()) is not None:
+            assert isinstance(field, BodyPartReader)
+            if field.name != "data":
+                await field.release()
+                continue
+            digest, size, started = hashlib.sha256(), 0, time.perf_counter()
+            while chunk := await field.read_chunk(CHUNK_BYTES):
+                size += len(chunk)
+                digest.update(chunk)
+            part = _Part(size, digest.hexdigest(), started)
+        if part is None:
+            raise _missing("data")
+        request[_RECORD].form = {"data": {"bytes": part.size}}
+        if part.size > self.max_part_bytes:
+            raise _bad(f"Part is too large ({part.size} bytes).", param="data")
+        return part  # type: ignore[return-value]
+
+    def _joined(self, record: dict[str, Any], part_ids: list[str]) -> bytes:
+        parts: list[_Part] = [record["parts"][p] for p in part_ids]
+        size = sum(p.size for p in parts)
+        self.part_digests.append([(p.size, p.sha256) for p in parts])
+        started = min(p.started for p in parts)
+        self.received.append(_Upload(record["object"]["filename"], size, "parts", started, time.perf_counter()))
+        return _Received(size)  # type: ignore[return-value]
 
 
 class _TimedSlack(FakeSlack):
@@ -201,9 +253,39 @@ class _TimedSlack(FakeSlack):
         return resp
 
 
-# ------------------------------------------------------------------ 1. baseline copy
-async def loopback_copy(path: Path, size: int) -> float:
-    """GET the file from FakeSlack's file host and pipe it into a POST to a loopback sink; returns seconds."""
+# ------------------------------------------------------------------ 1. floors: plain copies
+async def loopback_copy_into_fake(path: Path, size: int) -> tuple[float, float]:
+    """GET the file from FakeSlack's file host and pipe it, chunk by chunk, into one streamed multipart
+    `POST /v1/files` to the same FakeOpenAI the bot uploads to (which hashes what it receives, as it does for
+    the bot's parts): the floor with the same bytes, the same fakes and the same work on the receiving side.
+    Returns seconds and the CPU seconds this process used."""
+    async with _TimedSlack() as slack, _StreamingOpenAI() as oai, aiohttp.ClientSession() as http:
+        url = slack.add_file(name="big.csv", content_path=path)["url_private_download"]
+        started, cpu = time.perf_counter(), time.process_time()
+        async with http.get(url, headers={"Authorization": f"Bearer {slack.bot_token}"}) as got:
+            got.raise_for_status()
+
+            async def body() -> AsyncIterator[bytes]:
+                async for chunk in got.content.iter_chunked(CHUNK_BYTES):
+                    yield chunk
+
+            with aiohttp.MultipartWriter("form-data") as form:
+                form.append("user_data").set_content_disposition("form-data", name="purpose")
+                form.append(body(), {"Content-Type": "text/csv"}).set_content_disposition(
+                    "form-data", name="file", filename="big.csv"
+                )
+                headers = {"Authorization": f"Bearer {oai.api_key}"}
+                async with http.post(f"{oai.base_url}/files", data=form, headers=headers) as posted:
+                    posted.raise_for_status()
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+        if [u.size for u in oai.received] != [size]:
+            raise AssertionError(f"FakeOpenAI got {[u.size for u in oai.received]} of {size} bytes")
+    return elapsed, cpu
+
+
+async def loopback_copy_bare(path: Path, size: int) -> float:
+    """GET the file from FakeSlack's file host and pipe it into a POST to a bare loopback sink that only
+    counts bytes (the floor of earlier runs: no work at all on the receiving side); returns seconds."""
     received = 0
 
     async def sink(request: web.Request) -> web.Response:
@@ -249,6 +331,8 @@ class Transfer:
     upload: _Upload | None = None
     answered: float = 0.0
     rss: dict[str, float] = field(default_factory=dict)  # MiB: baseline, peak, hwm, after; "samples"
+    part_digests: list[tuple[int, str]] | None = None  # streamed through the Uploads API: its parts
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds from post to answer: "bot", "fakes"
 
     def mb_s(self, size: int) -> float:
         assert self.upload is not None
@@ -262,10 +346,11 @@ async def _post_and_wait(
     file = slack.add_file(name=name, content_path=path, mimetype="text/csv", filetype="csv")
     result.posted = time.perf_counter()
     ts = str((await slack.user_posts(channel="C1", text="<@UBOT> 분석해줘", files=[file]))["ts"])
-    await slack.wait_for(lambda: bool(oai.uploads), timeout=timeout_s)
+    await slack.wait_for(lambda: bool(oai.received), timeout=timeout_s)
     await slack.wait_for(lambda: any(t.startswith("Echo:") for t in answer_texts(slack, "C1", ts)), timeout=timeout_s)
     result.answered = time.perf_counter()
-    result.upload = oai.uploads[0]
+    result.upload = oai.received[0]
+    result.part_digests = oai.part_digests[0] if oai.part_digests else None
     result.download = slack.downloads[0]
     return result
 
@@ -287,6 +372,12 @@ def _proc_status(pid: int) -> dict[str, float]:
         if key in ("VmRSS", "VmHWM"):
             values[key] = int(rest.split()[0]) / 1024
     return values
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) `pid` has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _reset_peak(pid: int) -> None:
@@ -320,10 +411,12 @@ async def bot_as_process(path: Path, *, name: str, work: Path, timeout_s: float)
             await asyncio.sleep(SETTLE_S)  # let start-up allocations settle before the baseline
             baseline = _proc_status(proc.pid)["VmRSS"]
             _reset_peak(proc.pid)
+            cpu_before, own_before = _cpu_s(proc.pid), time.process_time()
             samples: list[float] = []
             sampler = asyncio.create_task(_sample_rss(proc.pid, samples))
             result = await _post_and_wait(slack, oai, path=path, name=name, timeout_s=timeout_s)
             sampler.cancel()
+            result.cpu = {"bot": _cpu_s(proc.pid) - cpu_before, "fakes": time.process_time() - own_before}
             final = _proc_status(proc.pid)
             peak = max([*samples, final["VmHWM"]])
             result.rss = dict(baseline=baseline, peak=peak, hwm=final["VmHWM"], after=final["VmRSS"])
@@ -351,10 +444,19 @@ def _intake_dirs() -> set[str]:
     return {p.name for p in Path(tempfile.gettempdir()).glob(f"{TEMP_PREFIX}*")}
 
 
-def _check_upload(run: Transfer, utf8_size: int, utf8_sha: str) -> str:
+def _check_upload(run: Transfer, utf8: Path, utf8_size: int, utf8_sha: str) -> str:
+    """Whether OpenAI got exactly the UTF-8 text: the whole digest, or each part's against its slice."""
     assert run.upload is not None
-    ok = run.upload.size == utf8_size and run.upload.sha256 == utf8_sha
-    return "identical UTF-8" if ok else f"MISMATCH ({run.upload.size} bytes, sha {run.upload.sha256[:12]}…)"
+    if run.upload.size != utf8_size:
+        return f"MISMATCH ({run.upload.size} bytes of {utf8_size})"
+    if run.part_digests is None:
+        ok = run.upload.sha256 == utf8_sha
+        return "identical UTF-8 (files.create)" if ok else f"MISMATCH (sha {run.upload.sha256[:12]}…)"
+    with utf8.open("rb") as fh:
+        for index, (size, sha) in enumerate(run.part_digests):
+            if hashlib.sha256(fh.read(size)).hexdigest() != sha:
+                return f"MISMATCH in part {index}"
+    return f"identical UTF-8 ({len(run.part_digests)} parts through the Uploads API)"
 
 
 def _phases(run: Transfer) -> str:
@@ -362,9 +464,14 @@ def _phases(run: Transfer) -> str:
     d0, d1 = run.download
     u0, u1 = run.upload.started, run.upload.finished
     return (
-        f"post→download start {d0 - run.posted:.2f}s, download {d1 - d0:.2f}s, "
-        f"check+convert {u0 - d1:.2f}s, upload {u1 - u0:.2f}s, upload done→answer {run.answered - u1:.2f}s"
+        f"post→download start {d0 - run.posted:.2f}s, download {d1 - d0:.2f}s, upload {u1 - u0:.2f}s "
+        f"(first byte at OpenAI {u0 - d0:+.2f}s after the download began), last byte from Slack→file complete "
+        f"{u1 - d1:.2f}s, file complete→answer {run.answered - u1:.2f}s"
     )
+
+
+def _spread(values: list[float], fmt: str) -> str:
+    return f"{min(values):{fmt}}–{max(values):{fmt}}" if len(values) > 1 else f"{values[0]:{fmt}}"
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -383,50 +490,77 @@ async def main_async(args: argparse.Namespace) -> int:
 
         rows: list[list[str]] = []
         details: list[str] = []
+        ratios: dict[str, list[float]] = {}
+        growths: dict[str, list[float]] = {}
         for label, path, size in variants:
-            print(f"[{label}] loopback copy …", flush=True)
-            copy_s = await loopback_copy(path, size)
-            inproc = None
-            if not args.skip_inprocess:
-                print(f"[{label}] bot in this process …", flush=True)
-                inproc = await bot_in_process(path, name=f"big-{label}.csv", db_dir=work, timeout_s=timeout_s)
-            print(f"[{label}] bot as its own process …", flush=True)
-            proc = await bot_as_process(path, name=f"big-{label}.csv", work=work, timeout_s=timeout_s)
-            rss = proc.rss
-            growth = rss["peak"] - rss["baseline"]
-            rows.append(
-                [
-                    label,
-                    f"{size / MIB:.1f}",
-                    f"{size / MIB / copy_s:.0f}",
-                    f"{inproc.mb_s(size):.0f}" if inproc else "-",
-                    f"{proc.mb_s(size):.0f}",
-                    f"{rss['baseline']:.0f}",
-                    f"{rss['peak']:.0f}",
-                    f"{growth:.0f}",
-                    "ok" if growth < RSS_GOAL_MIB else "OVER",
-                ]
-            )
-            details.append(f"[{label}] loopback copy {copy_s:.2f}s")
-            for what, run in (("in-process", inproc), ("process", proc)):
-                if run is not None:
-                    checked = _check_upload(run, utf8_size, utf8_sha)
-                    details.append(f"[{label}] bot {what}: {_phases(run)}; upload {checked}")
-            details.append(
-                f"[{label}] bot process RSS MiB: baseline {rss['baseline']:.1f}, "
-                f"sampled peak {rss['sampled_peak']:.1f}, VmHWM since post {rss['hwm']:.1f}, "
-                f"after answer {rss['after']:.1f} ({rss['samples']:.0f} samples)"
-            )
+            for run_no in range(1, args.runs + 1):
+                tag = f"[{label} #{run_no}]"
+                # Alternate floors and bot within one run, so all see the same moment of a shared machine.
+                print(f"{tag} plain copy into FakeOpenAI …", flush=True)
+                fake_s, fake_cpu = await loopback_copy_into_fake(path, size)
+                print(f"{tag} plain copy into a bare sink …", flush=True)
+                bare_s = await loopback_copy_bare(path, size)
+                inproc = None
+                if run_no == 1 and not args.skip_inprocess:
+                    print(f"{tag} bot in this process …", flush=True)
+                    inproc = await bot_in_process(
+                        path, name=f"big-{label}-{run_no}.csv", db_dir=work, timeout_s=timeout_s
+                    )
+                print(f"{tag} bot as its own process …", flush=True)
+                proc = await bot_as_process(path, name=f"big-{label}-{run_no}.csv", work=work, timeout_s=timeout_s)
+                rss = proc.rss
+                growth = rss["peak"] - rss["baseline"]
+                fake_mb_s, bare_mb_s, bot_mb_s = size / MIB / fake_s, size / MIB / bare_s, proc.mb_s(size)
+                ratios.setdefault(label, []).append(bot_mb_s / fake_mb_s)
+                growths.setdefault(label, []).append(growth)
+                rows.append(
+                    [
+                        label,
+                        str(run_no),
+                        f"{size / MIB:.1f}",
+                        f"{fake_mb_s:.0f}",
+                        f"{bare_mb_s:.0f}",
+                        f"{inproc.mb_s(size):.0f}" if inproc else "-",
+                        f"{bot_mb_s:.0f}",
+                        f"{bot_mb_s / fake_mb_s:.2f}",
+                        f"{bot_mb_s / bare_mb_s:.2f}",
+                        f"{rss['baseline']:.0f}",
+                        f"{rss['peak']:.0f}",
+                        f"{growth:.0f}",
+                        "ok" if growth < RSS_GOAL_MIB else "OVER",
+                    ]
+                )
+                details.append(
+                    f"{tag} plain copy into FakeOpenAI {fake_s:.2f}s ({fake_cpu:.2f}s CPU), "
+                    f"into a bare sink {bare_s:.2f}s"
+                )
+                for what, run in (("in-process", inproc), ("process", proc)):
+                    if run is not None:
+                        checked = _check_upload(run, utf8, utf8_size, utf8_sha)
+                        details.append(f"{tag} bot {what}: {_phases(run)}; upload {checked}")
+                details.append(
+                    f"{tag} bot process RSS MiB: baseline {rss['baseline']:.1f}, "
+                    f"sampled peak {rss['sampled_peak']:.1f}, VmHWM since post {rss['hwm']:.1f}, "
+                    f"after answer {rss['after']:.1f} ({rss['samples']:.0f} samples); CPU from post to answer: "
+                    f"bot process {proc.cpu['bot']:.2f}s, this process (fakes) {proc.cpu['fakes']:.2f}s"
+                )
     await asyncio.sleep(0.2)  # let the bots' cancelled work finish removing its temp dirs
     left = sorted(_intake_dirs() - before)
 
-    header = ["file", "MiB", "loopback MiB/s", "bot in-proc MiB/s", "bot proc MiB/s", "RSS base", "RSS peak",
-              "growth", f"<{RSS_GOAL_MIB}"]  # fmt: skip
+    header = ["file", "run", "MiB", "floor: copy into fake MiB/s", "floor: bare sink MiB/s", "bot in-proc MiB/s",
+              "bot proc MiB/s", "bot/floor", "bot/bare", "RSS base", "RSS peak", "growth",
+              f"<{RSS_GOAL_MIB}"]  # fmt: skip
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     print()
     print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
     for row in rows:
         print("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)))
+    print()
+    for label in ratios:
+        print(
+            f"[{label}] bot / floor (copy into the same FakeOpenAI): {_spread(ratios[label], '.2f')} over "
+            f"{len(ratios[label])} runs; RSS growth {_spread(growths[label], '.0f')} MiB"
+        )
     print()
     print("\n".join(details))
     names = f" {left}" if left else ""
@@ -439,6 +573,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mb", type=int, default=500, help="size of the generated UTF-8 CSV in MiB (default 500)")
     parser.add_argument("--cp949", action="store_true", help="also move a CP949 copy (the conversion path)")
     parser.add_argument("--skip-inprocess", action="store_true", help="only run the bot as its own process")
+    parser.add_argument("--runs", type=int, default=3, help="alternating floor/bot runs per file (default 3)")
     parser.add_argument("--timeout", type=float, default=0.0, help="seconds per wait (default 60 + 1 s per MiB)")
     args = parser.parse_args(argv)
     if not 1 <= args.mb <= 512:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -17,6 +19,12 @@ from bot.errors import FileUploadFailed
 log = logging.getLogger(__name__)
 
 CONTAINER_IDLE_MINUTES = 20
+# Parts of one file on their way to OpenAI at once: with the part being filled, bounds the memory a file
+# takes, and a slow OpenAI slows the download instead of letting parts pile up.
+PARTS_IN_FLIGHT = 2
+# How long cancelling an Upload may take when a file is given up (the Upload expires unused after an hour
+# anyway: it never becomes a File without `complete`).
+CANCEL_UPLOAD_TIMEOUT_S = 10.0
 TRANSCRIPT_MAX_CHARS = 12_000
 _TEXT_PARTS = {"input_text", "output_text", "text"}
 
@@ -55,6 +63,78 @@ def assign_paths(filenames: Sequence[str], paths: Sequence[str]) -> dict[str, st
                     free.remove(path)
                     break
     return found
+
+
+class FileUpload:
+    """One file on its way to OpenAI through the Uploads API, sent part by part while the caller still reads it.
+
+    Made by `Workspace.file_upload`. `add` hands over the next part; `complete` makes the File (only then does
+    a usable file exist). Raises `FileUploadFailed` for anything OpenAI refuses.
+    """
+
+    def __init__(self, client: openai.AsyncOpenAI, upload_id: str, *, filename: str) -> None:
+        self.id = upload_id
+        self._client = client
+        self._filename = filename
+        self._part_ids: list[str | None] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._room = asyncio.Semaphore(PARTS_IN_FLIGHT)
+        self._failure: FileUploadFailed | None = None
+        self.completed = False
+
+    async def add(self, data: bytes) -> None:
+        """Start sending `data` as the next part; returns once it is on its way and fewer than
+        `PARTS_IN_FLIGHT` parts are in flight (raises the failure of an earlier part)."""
+        self._raise_failure()
+        await self._room.acquire()
+        self._raise_failure()
+        index = len(self._part_ids)
+        self._part_ids.append(None)
+        self._tasks.append(asyncio.create_task(self._send(index, data)))
+
+    async def _send(self, index: int, data: bytes) -> None:
+        try:
+            part = await self._client.uploads.parts.create(self.id, data=data)
+            self._part_ids[index] = part.id
+        except openai.OpenAIError as exc:
+            if self._failure is None:
+                err = convert(exc)
+                self._failure = FileUploadFailed(self._filename, f"part {index}: {err}", request_id=err.request_id)
+        finally:
+            self._room.release()
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    async def complete(self) -> str:
+        """Wait for every part, then complete the Upload with the parts in the order they were added;
+        returns the new File's id."""
+        await asyncio.gather(*self._tasks)
+        self._raise_failure()
+        part_ids = [p for p in self._part_ids if p is not None]
+        assert len(part_ids) == len(self._part_ids), "every part sent or failed"
+        try:
+            done = await self._client.uploads.complete(self.id, part_ids=part_ids)
+        except openai.OpenAIError as exc:
+            err = convert(exc)
+            raise FileUploadFailed(self._filename, f"complete: {err}", request_id=err.request_id) from exc
+        if done.status != "completed" or done.file is None:
+            raise FileUploadFailed(self._filename, f"upload {self.id} is {done.status} after complete")
+        self.completed = True
+        return done.file.id
+
+    async def cancel(self) -> None:
+        """Stop the parts still in flight and cancel the Upload at OpenAI (best effort: an Upload never
+        completed expires unused after an hour, so a failure here is logged, not raised)."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            async with asyncio.timeout(CANCEL_UPLOAD_TIMEOUT_S):
+                await self._client.uploads.cancel(self.id)
+        except (openai.OpenAIError, TimeoutError) as exc:
+            log.warning("upload %s not cancelled (it expires unused): %s", self.id, exc.__class__.__name__)
 
 
 class Workspace:
@@ -150,6 +230,28 @@ class Workspace:
             err = convert(exc)
             raise FileUploadFailed(filename, str(err), request_id=err.request_id) from exc
         return created.id
+
+    @contextlib.asynccontextmanager
+    async def file_upload(self, *, filename: str, size_bytes: int, mime_type: str) -> AsyncIterator[FileUpload]:
+        """An Upload of exactly `size_bytes` (`purpose="user_data"`) to send a file in parts while it is read.
+
+        Unless `FileUpload.complete` succeeded inside the block, the Upload is cancelled on the way out, also
+        when the block raises or its task is cancelled (a Stop, a shutdown): nothing half-sent becomes a File.
+        Raises `FileUploadFailed` when OpenAI refuses the Upload.
+        """
+        try:
+            created = await self._client.uploads.create(
+                bytes=size_bytes, filename=filename, mime_type=mime_type, purpose="user_data"
+            )
+        except openai.OpenAIError as exc:
+            err = convert(exc)
+            raise FileUploadFailed(filename, f"upload: {err}", request_id=err.request_id) from exc
+        upload = FileUpload(self._client, created.id, filename=filename)
+        try:
+            yield upload
+        finally:
+            if not upload.completed:
+                await upload.cancel()
 
     async def upload_bytes(self, data: bytes, *, filename: str) -> str:
         """Upload bytes to the Files API (`purpose="user_data"`); returns the file id.

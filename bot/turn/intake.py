@@ -1,8 +1,17 @@
-"""Slack file -> checks -> UTF-8 copy on disk -> OpenAI file, with memory bounded by the chunk size.
+"""Slack file -> checks -> OpenAI file, with memory bounded whatever the file's size.
 
-Why spool to disk rather than pipe Slack's stream into OpenAI's upload: the Files API needs the
-length up front and we must not hand OpenAI half a file if Slack's stream breaks or the file turns
-out larger than declared, so the whole file is checked (size, HTML, encoding) before any upload.
+Two ways through, one set of checks:
+
+- **Streamed** (plain UTF-8 text, and binary formats that need no profiling, of `STREAM_MIN_BYTES` or more):
+  the download is checked as it arrives (size against Slack's declared size and the limit, the HTML sign-in
+  page, binary content, strict UTF-8) and sent on to OpenAI's Uploads API in parts of `PART_BYTES` while
+  later bytes are still coming, with no copy on disk. The Upload declares Slack's size up front and is
+  completed only after the last byte passed every check; any failure (or a cancelled turn) cancels it, so a
+  half-sent file never becomes a File. A text that turns out not to be UTF-8 cancels its Upload and takes
+  the spooled way instead (its converted size cannot be declared before it is converted).
+- **Spooled** (small files, text in another encoding or with a UTF-16 BOM, workbooks, unknown sizes): the
+  whole file is downloaded into a temporary file and checked, text converted to UTF-8 beside it, then
+  uploaded with one `files.create`. Temporary files are removed in every case.
 """
 
 from __future__ import annotations
@@ -19,16 +28,13 @@ from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
-import openpyxl
-from charset_normalizer import from_bytes
-from openpyxl.utils.exceptions import InvalidFileException
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.analysis.workspace import Workspace
+from bot.analysis.workspace import FileUpload, Workspace
 from bot.domain import SlackFile, ThreadFile
 from bot.errors import (
     FileDownloadFailed,
@@ -40,9 +46,18 @@ from bot.errors import (
     FileUnsupported,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 256 * 1024
+# Files from this size on are streamed to the Uploads API (create, parts, complete); smaller ones take one
+# `files.create` from a spooled copy, fewer calls for the files most people share.
+STREAM_MIN_BYTES = 16 * 1024 * 1024
+# One part of a streamed file (the API allows 64 MB): the bytes of a part are held in memory while it is
+# checked and sent, so memory is a few times this; 8 MiB parts make a 500 MB file 63 parts.
+PART_BYTES = 8 * 1024 * 1024
 SNIFF_BYTES = 64 * 1024
 TEXT_TYPES = {"csv", "tsv", "tab", "txt", "text", "json", "jsonl", "ndjson"}
 BINARY_TYPES = {"xlsx", "xls", "xlsm", "parquet"}
@@ -52,10 +67,10 @@ SUPPORTED_TYPES = TEXT_TYPES | BINARY_TYPES
 WORKBOOK_TYPES = {"xlsx", "xlsm"}
 MAX_COLUMNS_SHOWN = 30
 # What openpyxl raises for a broken workbook: zip, XML (lxml's and ElementTree's errors are SyntaxErrors),
-# its own InvalidFileException, and lookups of parts that are missing.
-_WORKBOOK_ERRORS = (
+# its own InvalidFileException (added where openpyxl is imported: only a turn with a workbook needs it),
+# and lookups of parts that are missing.
+_WORKBOOK_ERRORS: tuple[type[BaseException], ...] = (
     zipfile.BadZipFile,
-    InvalidFileException,
     KeyError,
     IndexError,
     ValueError,
@@ -70,6 +85,19 @@ _BINARY_SIGNATURES = (b"\x89PNG", b"%PDF", b"\xff\xd8\xff", b"GIF8", b"PK\x03\x0
 DETECTED_ENCODINGS = ("cp949", "euc_kr", "shift_jis", "gb18030", "cp1252")
 # Tried in this order after the ranked ones; cp1252 last, as it decodes nearly any bytes.
 FALLBACK_ENCODINGS = ("cp949", "shift_jis", "gb18030", "cp1252")
+# Sent as the Upload's `mime_type` [which types OpenAI accepts for purpose user_data is unverified].
+_MIME_TYPES = {
+    "csv": "text/csv",
+    "tsv": "text/tab-separated-values",
+    "tab": "text/tab-separated-values",
+    "txt": "text/plain",
+    "text": "text/plain",
+    "json": "application/json",
+    "jsonl": "application/jsonl",
+    "ndjson": "application/jsonl",
+    "parquet": "application/vnd.apache.parquet",
+    "xls": "application/vnd.ms-excel",
+}
 _EXTERNAL_NAMES = {"gdrive": "Google Drive", "dropbox": "Dropbox", "box": "Box", "onedrive": "OneDrive"}
 
 
@@ -121,15 +149,19 @@ def _workbook_profile(path: Path, file: SlackFile) -> str:
     Read with openpyxl in read-only mode (rows are streamed, memory stays flat). A sheet without a
     recorded size is counted row by row. Raises `FileUnsupported` for a file openpyxl cannot open.
     """
+    import openpyxl  # only a turn with a workbook needs it (idle memory)
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    errors = (*_WORKBOOK_ERRORS, InvalidFileException)
     # A file object, not the path: openpyxl judges a path by its suffix, and ours is the spool file's.
     with path.open("rb") as fh:
         try:
             book = openpyxl.load_workbook(fh, read_only=True, data_only=True)
-        except _WORKBOOK_ERRORS as exc:
+        except errors as exc:
             raise FileUnsupported(file.name, f"not a readable workbook: {exc.__class__.__name__}: {exc}") from exc
         try:
             sheets = [_sheet_profile(sheet) for sheet in book.worksheets]
-        except _WORKBOOK_ERRORS as exc:  # a sheet whose XML breaks part-way
+        except errors as exc:  # a sheet whose XML breaks part-way
             raise FileUnsupported(file.name, f"not a readable workbook: {exc.__class__.__name__}: {exc}") from exc
         finally:
             book.close()
@@ -184,6 +216,95 @@ async def convert(file: SlackFile, raw: Path, workdir: Path, *, size: int, limit
     return upload_path, description
 
 
+class _NotUtf8(Exception):
+    """A streamed text file is not plain UTF-8 after all: it must be converted from a spooled copy."""
+
+
+class _Received:
+    """The checks every downloaded chunk passes, whichever way the file goes: Slack's sign-in page in place
+    of the bytes, the size limit, no more bytes than Slack declared; and the file's SHA-256."""
+
+    def __init__(self, file: SlackFile, *, limit_bytes: int) -> None:
+        self.file = file
+        self.size = 0
+        self.sha256 = hashlib.sha256()
+        self._limit = limit_bytes
+
+    def take(self, chunk: bytes) -> None:
+        if not self.size and chunk.lstrip()[:15].lower().startswith(_HTML_PREFIXES):
+            raise FileIsHtml(self.file.name, "body is an HTML page")
+        self.size += len(chunk)
+        if self.size > self._limit:
+            raise too_large(self.file.name, self.size, limit_bytes=self._limit)
+        if self.file.size is not None and self.size > self.file.size:
+            # More bytes than Slack declared: cut off, never pass on a file we cannot vouch for.
+            raise FileDownloadFailed(self.file.name, f"more than the declared {self.file.size} bytes")
+        self.sha256.update(chunk)
+
+    def finish(self) -> None:
+        """After the last chunk: raises when the file is empty or shorter than declared."""
+        if self.size == 0:
+            raise FileEmpty(self.file.name, "no bytes")
+        if self.file.size is not None and self.size != self.file.size:
+            raise FileDownloadFailed(self.file.name, f"got {self.size} bytes, Slack declared {self.file.size}")
+
+
+class _Utf8Text:
+    """Strict UTF-8 checks of a text streamed past in chunks, and what `_profile` needs of it.
+
+    Raises `_NotUtf8` at the first byte that is not UTF-8, `FileUnsupported` at a NUL byte (binary content:
+    text has none, and a UTF-16 text is never streamed).
+    """
+
+    def __init__(self, file: SlackFile) -> None:
+        self._file = file
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+        self.seen = _Decoded()
+
+    def feed(self, chunk: bytes, *, final: bool = False) -> None:
+        try:
+            text = self._decoder.decode(chunk, final=final)
+        except UnicodeDecodeError as exc:
+            raise _NotUtf8(exc.reason) from exc
+        if b"\x00" in chunk:
+            raise FileUnsupported(self._file.name, "binary content (a NUL byte) in a text file")
+        self.seen.newlines += chunk.count(b"\n")
+        if text:
+            self.seen.last = text[-1]
+            if len(self.seen.head) < SNIFF_BYTES:
+                self.seen.head += text[: SNIFF_BYTES - len(self.seen.head)]
+
+
+class _Parts:
+    """Gathers chunks into parts of at least `PART_BYTES` for the Upload (a part is sent while later chunks
+    still download; `FileUpload.add` waits when `PARTS_IN_FLIGHT` are on their way, which holds the
+    download back: a slow OpenAI slows the transfer instead of growing memory)."""
+
+    def __init__(self, upload: FileUpload) -> None:
+        self._upload = upload
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    async def add(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        self._size += len(chunk)
+        if self._size >= PART_BYTES:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self._chunks:
+            data = b"".join(self._chunks)
+            self._chunks.clear()
+            self._size = 0
+            await self._upload.add(data)
+
+
+def streams(file: SlackFile) -> bool:
+    """True for a file sent on to OpenAI while it downloads (see the module docstring)."""
+    kind = file_kind(file)
+    return file.size is not None and file.size >= STREAM_MIN_BYTES and kind in _MIME_TYPES
+
+
 class Intake:
     """Brings Slack files into OpenAI, downloading through the caller's HTTP session.
 
@@ -225,9 +346,6 @@ class Intake:
         if not file.url:
             raise FileDownloadFailed(file.name, "no download URL")
 
-    def _too_large(self, name: str, size: int) -> FileTooLarge:
-        return too_large(name, size, limit_bytes=self._limit)
-
     async def bring(
         self,
         file: SlackFile,
@@ -239,38 +357,42 @@ class Intake:
         """Fetch `file` from Slack, check it, convert text to UTF-8 and upload it to OpenAI under
         `upload_name` (default: the Slack name), which becomes its name in the container.
 
-        `known` maps the SHA-256 of the thread's files to them: the same bytes shared again are not
-        uploaded twice, and the second value of the result is True for such a duplicate.
-        Raises a `FileProblem` subclass; temporary files are removed in every case (also cancellation).
+        `known` maps the SHA-256 of the thread's files to them: the same bytes shared again do not become a
+        second OpenAI file, and the second value of the result is True for such a duplicate.
+        Raises a `FileProblem` subclass; an unfinished Upload is cancelled and temporary files are removed in
+        every case (also cancellation).
         """
         file = await self.resolve(file, slack=slack)
         self.check(file)
-        with tempfile.TemporaryDirectory(prefix="bot-intake-") as tmp:
-            raw = Path(tmp) / "raw"
-            size, digest = await self._download(file, raw, token=slack.token or "")
-            if (same := known.get(digest)) is not None:
-                log.info("file %s has the same bytes as %s; not uploaded again", file.id, same.slack_file_id)
-                return replace(same, slack_file_id=file.id), True
-            upload_path, description = await convert(file, raw, Path(tmp), size=size, limit_bytes=self._limit)
-            file_id = await self._workspace.upload_file(upload_path, filename=upload_name or file.name)
+        name = upload_name or file.name
+        token = slack.token or ""
+        if streams(file):
+            try:
+                return await self._stream(file, token=token, known=known, name=name)
+            except _NotUtf8 as exc:
+                log.info("file %s is not plain UTF-8 (%s): converting it from a spooled copy", file.id, exc)
+        return await self._spool(file, token=token, known=known, name=name)
+
+    def _thread_file(self, file: SlackFile, *, file_id: str, name: str, size: int, digest: str, description: str
+                     ) -> ThreadFile:  # fmt: skip
         log.info(
             "file %s (%s, %d bytes, sha256 %s…) uploaded as %s", file.id, file_kind(file), size, digest[:12], file_id
         )
-        thread_file = ThreadFile(
+        return ThreadFile(
             slack_file_id=file.id,
             openai_file_id=file_id,
-            filename=upload_name or file.name,
+            filename=name,
             size_bytes=size,
             description=description,
             sha256=digest,
         )
-        return thread_file, False
 
-    async def _download(self, file: SlackFile, dest: Path, *, token: str) -> tuple[int, str]:
+    @contextlib.asynccontextmanager
+    async def _get(self, file: SlackFile, *, token: str) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The download's response once its status and headers passed the checks; aiohttp's errors and
+        timeouts (also while the body is read inside the block) become `FileDownloadFailed`."""
         assert file.url is not None
         headers = {"Authorization": f"Bearer {token}"}
-        digest = hashlib.sha256()
-        size = 0
         try:
             async with self._http.get(file.url, headers=headers, allow_redirects=True) as resp:
                 if resp.status in (404, 410):
@@ -281,29 +403,91 @@ class Intake:
                     raise FileIsHtml(file.name, "content-type text/html")
                 declared = resp.content_length
                 if declared is not None and declared > self._limit:
-                    raise self._too_large(file.name, declared)
-                with dest.open("wb") as out:
-                    first = True
-                    async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
-                        if first:
-                            first = False
-                            if chunk.lstrip()[:15].lower().startswith(_HTML_PREFIXES):
-                                raise FileIsHtml(file.name, "body is an HTML page")
-                        size += len(chunk)
-                        if size > self._limit:
-                            raise self._too_large(file.name, size)
-                        if file.size is not None and size > file.size:
-                            # More bytes than Slack declared: cut off, never pass on a file we cannot vouch for.
-                            raise FileDownloadFailed(file.name, f"more than the declared {file.size} bytes")
-                        digest.update(chunk)
-                        out.write(chunk)
+                    raise too_large(file.name, declared, limit_bytes=self._limit)
+                yield resp
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise FileDownloadFailed(file.name, f"{exc.__class__.__name__}: {exc}") from exc
-        if size == 0:
-            raise FileEmpty(file.name, "no bytes")
-        if file.size is not None and size != file.size:
-            raise FileDownloadFailed(file.name, f"got {size} bytes, Slack declared {file.size}")
-        return size, digest.hexdigest()
+
+    async def _stream(
+        self, file: SlackFile, *, token: str, known: Mapping[str, ThreadFile], name: str
+    ) -> tuple[ThreadFile, bool]:
+        """Download `file` and send it on to the Uploads API at the same time (see the module docstring).
+
+        Raises `_NotUtf8` (the Upload cancelled) for a text that must be converted, or a `FileProblem`.
+        """
+        assert file.size is not None
+        kind = file_kind(file)
+        received = _Received(file, limit_bytes=self._limit)
+        text = _Utf8Text(file) if kind in TEXT_TYPES else None
+        async with self._get(file, token=token) as resp:
+            chunks = resp.content.iter_any()  # as received: no re-chunking copies
+            head = b""
+            async for chunk in chunks:  # the head decides before anything is sent
+                received.take(chunk)
+                head += chunk
+                if len(head) >= SNIFF_BYTES:
+                    break
+            skip = 0
+            if text is not None:
+                _sniff_binary(head, file.name)
+                bom = _bom_encoding(head)
+                if bom == "utf-16":
+                    raise _NotUtf8("UTF-16 byte order mark")
+                skip = len(codecs.BOM_UTF8) if bom == "utf-8-sig" else 0  # the copy OpenAI gets has no BOM
+                text.feed(head[skip:])  # a head that is not UTF-8 never starts an Upload
+            async with self._workspace.file_upload(
+                filename=name, size_bytes=file.size - skip, mime_type=_MIME_TYPES[kind]
+            ) as upload:
+                parts = _Parts(upload)
+                await parts.add(head[skip:])
+                async for chunk in chunks:
+                    received.take(chunk)
+                    if text is not None:
+                        text.feed(chunk)
+                    await parts.add(chunk)
+                received.finish()
+                if text is not None:
+                    text.feed(b"", final=True)
+                digest = received.sha256.hexdigest()
+                if (same := known.get(digest)) is not None:  # leaving the block unfinished cancels the Upload
+                    log.info("file %s has the same bytes as %s; its upload is cancelled", file.id, same.slack_file_id)
+                    return replace(same, slack_file_id=file.id), True
+                await parts.flush()
+                file_id = await upload.complete()
+        description = f"{file.size} bytes"
+        if text is not None:
+            description += f"; {_profile(text.seen, encoding='utf-8', kind=kind).describe()}"
+        thread_file = self._thread_file(
+            file, file_id=file_id, name=name, size=file.size, digest=digest, description=description
+        )
+        return thread_file, False
+
+    async def _spool(
+        self, file: SlackFile, *, token: str, known: Mapping[str, ThreadFile], name: str
+    ) -> tuple[ThreadFile, bool]:
+        """Download `file` into a temporary file, check and convert it there, then upload it whole."""
+        with tempfile.TemporaryDirectory(prefix="bot-intake-") as tmp:
+            raw = Path(tmp) / "raw"
+            size, digest = await self._download(file, raw, token=token)
+            if (same := known.get(digest)) is not None:
+                log.info("file %s has the same bytes as %s; not uploaded again", file.id, same.slack_file_id)
+                return replace(same, slack_file_id=file.id), True
+            upload_path, description = await convert(file, raw, Path(tmp), size=size, limit_bytes=self._limit)
+            file_id = await self._workspace.upload_file(upload_path, filename=name)
+        thread_file = self._thread_file(
+            file, file_id=file_id, name=name, size=size, digest=digest, description=description
+        )
+        return thread_file, False
+
+    async def _download(self, file: SlackFile, dest: Path, *, token: str) -> tuple[int, str]:
+        received = _Received(file, limit_bytes=self._limit)
+        async with self._get(file, token=token) as resp:
+            with dest.open("wb") as out:
+                async for chunk in resp.content.iter_chunked(CHUNK_BYTES):
+                    received.take(chunk)
+                    out.write(chunk)
+        received.finish()
+        return received.size, received.sha256.hexdigest()
 
 
 def _sniff_binary(head: bytes, name: str) -> None:
@@ -329,10 +513,11 @@ class _NotDecodable(Exception):
         self.reason = reason
 
 
-def _decode_pass(src: Path, encoding: str, dest: Path | None) -> _Decoded:
+def _decode_pass(src: Path, encoding: str, dest: Path | None, *, name: str) -> _Decoded:
     """Decode `src` strictly with `encoding` in chunks (writing UTF-8 to `dest` when given).
 
-    Raises `_NotDecodable` with the byte offset of the first undecodable byte.
+    Raises `_NotDecodable` with the byte offset of the first undecodable byte, `FileUnsupported` (named
+    `name`) for a NUL character: binary content, as a streamed text would be refused for it.
     """
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
     seen = _Decoded()
@@ -346,6 +531,8 @@ def _decode_pass(src: Path, encoding: str, dest: Path | None) -> _Decoded:
             except UnicodeDecodeError as exc:
                 raise _NotDecodable(max(consumed - pending + exc.start, 0), exc.reason) from exc
             consumed += len(chunk)
+            if "\x00" in text:
+                raise FileUnsupported(name, "binary content (a NUL character) in a text file")
             if len(seen.head) < SNIFF_BYTES:
                 seen.head += text[: SNIFF_BYTES - len(seen.head)]
             seen.newlines += text.count("\n")
@@ -383,6 +570,8 @@ def _sample_around(src: Path, offset: int) -> bytes:
 
 def _candidate_encodings(sample: bytes) -> list[str]:
     """Encodings to try, most likely first: charset-normalizer's ranking of `sample`, then the fallbacks."""
+    from charset_normalizer import from_bytes  # only a file that is not UTF-8 needs it (idle memory)
+
     ranked = [str(m.encoding) for m in from_bytes(sample, cp_isolation=list(DETECTED_ENCODINGS))]
     # CP949 is a superset of EUC-KR: a later CP949-only character must not fail an "euc_kr" decode.
     ordered = ["cp949" if e == "euc_kr" else e for e in [*ranked, *FALLBACK_ENCODINGS]]
@@ -405,12 +594,12 @@ def _to_utf8(src: Path, dest: Path, file: SlackFile) -> Profile:
     encoding = _bom_encoding(head)
     if encoding is not None:
         try:
-            decoded = _decode_pass(src, encoding, dest)
+            decoded = _decode_pass(src, encoding, dest, name=file.name)
         except _NotDecodable as exc:
             raise FileUnsupported(file.name, f"not decodable as {encoding}: {exc.reason}") from exc
     else:
         try:
-            decoded, encoding = _decode_pass(src, "utf-8", None), "utf-8"
+            decoded, encoding = _decode_pass(src, "utf-8", None, name=file.name), "utf-8"
         except _NotDecodable as first:
             decoded, encoding = _decode_as_detected(src, dest, file, first.offset)
     return _profile(decoded, encoding=encoding, kind=file_kind(file))
@@ -421,7 +610,7 @@ def _decode_as_detected(src: Path, dest: Path, file: SlackFile, offset: int) -> 
     failures: list[str] = []
     for encoding in candidates:
         try:
-            return _decode_pass(src, encoding, dest), encoding
+            return _decode_pass(src, encoding, dest, name=file.name), encoding
         except _NotDecodable as exc:
             failures.append(f"{encoding} at byte {exc.offset}")
     raise FileUnsupported(file.name, "not decodable as " + ", ".join(failures))

@@ -1,7 +1,8 @@
 """A local file (named on the command line) -> the same checks, encoding and profile as a Slack file.
 
-The Slack path downloads into a spool file and then enters `intake.convert`; a local file enters at that
-step directly (nothing is downloaded, nothing is sent anywhere here). Uploading is the caller's next
+A spooled Slack file (small, a workbook, or text to convert; big UTF-8 files are streamed instead) is
+downloaded into a temporary file and then enters `intake.convert`; a local file enters at that step directly
+(nothing is downloaded, nothing is sent anywhere here). Uploading is the caller's next
 step, so every file of a command can be checked before any of them reaches OpenAI.
 """
 

@@ -22,6 +22,10 @@ bot that passes here does not lean on kindness. Those choices [unverified agains
 - A stream the client drops stops the run, leaves the stored response "cancelled", unlocks the
   conversation and adds nothing to it; failed/errored runs add nothing either, incomplete ones do.
 - Citation indices span the ``sandbox:/mnt/data/<name>`` link target inside the markdown link.
+- Uploads API: unknown upload -> 404 "No such Upload object: <id>"; a part or complete on an upload that
+  is not pending -> 400 "Cannot add parts to an Upload with status '<status>'." / "Upload <id> is already
+  <status>."; a part over 64 MiB -> 400; complete with parts totalling other than the declared ``bytes`` -> 400;
+  a wrong ``md5`` -> 400; cancel of a completed upload -> 400. Parts are read as they stream in.
 - An unknown model on ``GET /v1/models/{model}`` -> 404 "The model `<id>` does not exist or you do not
   have access to it." with code ``model_not_found`` (type invalid_request_error, param null).
 """
@@ -32,6 +36,7 @@ import asyncio
 import base64
 import contextlib
 import copy
+import hashlib
 import json
 import secrets
 import string
@@ -55,6 +60,10 @@ MODEL_CREATED_AT = 1_731_456_000
 TEXT_DELTA_CHARS = 20
 CODE_DELTA_CHARS = 40
 UPLOAD_CHUNK_BYTES = 256 * 1024
+# The Uploads API: each part at most 64 MB, an Upload at most 8 GB, alive for one hour.
+MAX_PART_BYTES = 64 * 1024 * 1024
+MAX_UPLOAD_BYTES = 8 * 1024 * 1024 * 1024
+UPLOAD_LIFETIME_S = 3600
 INCLUDE_CODE_OUTPUTS = "code_interpreter_call.outputs"
 
 CONTAINER_EXPIRED = "Container is expired."
@@ -400,6 +409,10 @@ class FakeOpenAI:
 
     - ``requests``: every request, in order (`RecordedRequest`);
     - ``files``: file id -> ``{"object": FileObject dict, "content": bytes}``;
+    - ``uploads``: upload id -> ``{"object": Upload dict, "parts": {part id: bytes}}`` (a completed upload's
+      ``file`` is also in ``files``, its content the parts joined in ``part_ids`` order);
+    - ``hold_parts``: when an unset `asyncio.Event`, each ``POST /v1/uploads/{id}/parts`` waits for it before
+      reading its body (a slow OpenAI: the client's send is held back by TCP flow control);
     - ``conversations``: conv id -> ``{"object": ..., "items": [...], "deleted": bool}`` (deleting a
       conversation keeps its items, as the SDK docstring says; lookups then 404);
     - ``containers``: cntr id -> ``{"object": ..., "files": {cfile id: {"object": ..., "content": bytes}}}``;
@@ -413,6 +426,9 @@ class FakeOpenAI:
         self.base_url = ""
         self.requests: list[RecordedRequest] = []
         self.files: dict[str, dict[str, Any]] = {}
+        self.uploads: dict[str, dict[str, Any]] = {}
+        self.hold_parts: asyncio.Event | None = None
+        self.max_part_bytes = MAX_PART_BYTES
         self.conversations: dict[str, dict[str, Any]] = {}
         self.containers: dict[str, dict[str, Any]] = {}
         self.responses: dict[str, dict[str, Any]] = {}
@@ -518,6 +534,10 @@ class FakeOpenAI:
         r.add_get("/v1/files/{id}", self._file_get)
         r.add_delete("/v1/files/{id}", self._file_delete)
         r.add_get("/v1/files/{id}/content", self._file_content)
+        r.add_post("/v1/uploads", self._upload_create)
+        r.add_post("/v1/uploads/{id}/parts", self._upload_part)
+        r.add_post("/v1/uploads/{id}/complete", self._upload_complete)
+        r.add_post("/v1/uploads/{id}/cancel", self._upload_cancel)
         r.add_post("/v1/conversations", self._conv_create)
         r.add_get("/v1/conversations/{id}", self._conv_get)
         r.add_post("/v1/conversations/{id}", self._conv_update)
@@ -692,6 +712,144 @@ class FakeOpenAI:
         if record["object"]["purpose"] == "assistants":
             raise _bad("Not allowed to download files of purpose: assistants")
         return web.Response(body=record["content"], content_type="application/octet-stream")
+
+    # ------------------------------------------------------------------ Uploads API
+    def expire_upload(self, upload_id: str) -> None:
+        """Let a pending upload's hour run out: status "expired"; parts and complete are refused."""
+        self.uploads[upload_id]["object"]["status"] = "expired"
+        self._notify()
+
+    def _upload(self, upload_id: str) -> dict[str, Any]:
+        record = self.uploads.get(upload_id)
+        if record is None:
+            raise ApiError(404, f"No such Upload object: {upload_id}", param="upload_id")
+        obj = record["object"]
+        if obj["status"] == "pending" and _now() >= obj["expires_at"]:
+            obj["status"] = "expired"
+        return record
+
+    async def _upload_create(self, request: web.Request) -> web.Response:
+        body = _body(request)
+        for name in ("bytes", "filename", "mime_type", "purpose"):
+            if body.get(name) is None:
+                raise _missing(name)
+        size, purpose = body["bytes"], body["purpose"]
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise _bad("Invalid 'bytes': expected a non-negative integer.", param="bytes", code="invalid_type")
+        if size > MAX_UPLOAD_BYTES:
+            raise _too_big("bytes", "integer above maximum value", f"a value <= {MAX_UPLOAD_BYTES}", str(size),
+                           "integer_above_max_value")  # fmt: skip
+        if purpose not in FILE_PURPOSES:
+            raise _bad(f"'{purpose}' is not one of {list(FILE_PURPOSES)} - 'purpose'", param="purpose")
+        created = _now()
+        obj: dict[str, Any] = dict(id=_hex_id("upload_"), object="upload", bytes=size, created_at=created)
+        obj.update(expires_at=created + UPLOAD_LIFETIME_S, filename=str(body["filename"]), purpose=purpose)
+        obj.update(status="pending", file=None)
+        self.uploads[obj["id"]] = {"object": obj, "parts": {}, "mime_type": str(body["mime_type"])}
+        return web.json_response(obj)
+
+    def _pending(self, record: dict[str, Any], *, adding: bool) -> None:
+        status = record["object"]["status"]
+        if status == "pending":
+            return
+        if adding:
+            raise _bad(f"Cannot add parts to an Upload with status '{status}'.")
+        raise _bad(f"Upload {record['object']['id']} is already {status}.")
+
+    async def _upload_part(self, request: web.Request) -> web.Response:
+        record = self._upload(request.match_info["id"])
+        self._pending(record, adding=True)
+        if self.hold_parts is not None:
+            await self.hold_parts.wait()
+        data = await self._read_part(request)
+        self._pending(record, adding=True)  # cancelled or expired while the body came in
+        part = {
+            "id": _hex_id("part_"),
+            "object": "upload.part",
+            "created_at": _now(),
+            "upload_id": record["object"]["id"],
+        }
+        record["parts"][part["id"]] = data
+        self._notify()
+        return web.json_response(part)
+
+    async def _read_part(self, request: web.Request) -> bytes:
+        """The ``data`` field of a part's multipart body, read in chunks; over `max_part_bytes` it is drained."""
+        if not request.content_type.startswith("multipart/"):
+            raise _missing("data")
+        reader = await request.multipart()
+        data: bytes | None = None
+        size = 0
+        while (field := await reader.next()) is not None:
+            assert isinstance(field, BodyPartReader), "nested multipart is not part of the Uploads API"
+            if field.name != "data":
+                await field.release()
+                continue
+            buffer = bytearray()
+            while chunk := await field.read_chunk(UPLOAD_CHUNK_BYTES):
+                size += len(chunk)
+                if size <= self.max_part_bytes:
+                    buffer += chunk
+            data = bytes(buffer)
+        request[_RECORD].form = {"data": {"bytes": size}} if data is not None else {}
+        if data is None:
+            raise _missing("data")
+        if size > self.max_part_bytes:
+            limit_mb = self.max_part_bytes // (1024 * 1024)
+            raise _bad(f"Part is too large ({size} bytes). The maximum part size is {limit_mb} MB.", param="data")
+        return data
+
+    def _part_sizes(self, record: dict[str, Any]) -> dict[str, int]:
+        return {part_id: len(data) for part_id, data in record["parts"].items()}
+
+    def _joined(self, record: dict[str, Any], part_ids: list[str]) -> bytes:
+        """The content of the File a completed upload makes: its parts in `part_ids` order."""
+        return b"".join(record["parts"][p] for p in part_ids)
+
+    async def _upload_complete(self, request: web.Request) -> web.Response:
+        record = self._upload(request.match_info["id"])
+        body = _body(request)
+        self._pending(record, adding=False)
+        part_ids = body.get("part_ids")
+        if part_ids is None:
+            raise _missing("part_ids")
+        if not isinstance(part_ids, list) or not all(isinstance(p, str) for p in part_ids):
+            raise _bad("Invalid 'part_ids': expected an array of strings.", param="part_ids", code="invalid_type")
+        sizes = self._part_sizes(record)
+        for part_id in part_ids:
+            if part_id not in sizes:
+                raise _bad(f"Part {part_id} does not belong to Upload {record['object']['id']}.", param="part_ids")
+        if len(set(part_ids)) != len(part_ids):
+            raise _bad("Invalid 'part_ids': duplicate part ids.", param="part_ids")
+        total, declared = sum(sizes[p] for p in part_ids), record["object"]["bytes"]
+        if total != declared:
+            message = (
+                f"The number of bytes uploaded ({total}) does not match the bytes declared on creation ({declared})."
+            )
+            raise _bad(message, param="part_ids")
+        content = self._joined(record, part_ids)
+        md5 = body.get("md5")
+        if md5 and hashlib.md5(content).hexdigest() != md5:
+            raise _bad("The md5 checksum does not match the uploaded bytes.", param="md5")
+        obj = record["object"]
+        file_obj: dict[str, Any] = dict(id=_file_id(), object="file", bytes=total, created_at=_now(), expires_at=None)
+        file_obj.update(filename=obj["filename"], purpose=obj["purpose"], status="processed", status_details=None)
+        self.files[file_obj["id"]] = {"object": file_obj, "content": content}
+        obj.update(status="completed", file=file_obj)
+        record["parts"] = {}  # the bytes now live in the file
+        self._notify()
+        return web.json_response(obj)
+
+    async def _upload_cancel(self, request: web.Request) -> web.Response:
+        record = self._upload(request.match_info["id"])
+        obj = record["object"]
+        if obj["status"] == "completed":
+            raise _bad(f"Upload {obj['id']} is already completed.")
+        if obj["status"] == "pending":
+            obj["status"] = "cancelled"
+        record["parts"] = {}
+        self._notify()
+        return web.json_response(obj)
 
     def _conversation(self, conv_id: str, *, param: str | None = None) -> dict[str, Any]:
         record = self.conversations.get(conv_id)

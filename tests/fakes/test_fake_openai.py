@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -84,6 +85,59 @@ async def test_file_upload_limits(oai: FakeOpenAI, client: AsyncOpenAI) -> None:
         "purpose": "user_data",
         "file": {"filename": "big.csv", "bytes": 300_000},
     }
+
+
+async def test_uploads_api_joins_parts_in_the_given_order_into_a_file(oai: FakeOpenAI, client: AsyncOpenAI) -> None:
+    upload = await client.uploads.create(
+        bytes=len(CSV), filename="sales.csv", mime_type="text/csv", purpose="user_data"
+    )
+    assert (upload.object, upload.status, upload.file, upload.bytes) == ("upload", "pending", None, len(CSV))
+    assert upload.id.startswith("upload_") and upload.expires_at == upload.created_at + 3600
+    second = await client.uploads.parts.create(upload.id, data=CSV[13:])  # parts may arrive in any order
+    first = await client.uploads.parts.create(upload.id, data=CSV[:13])
+    assert (first.object, first.upload_id) == ("upload.part", upload.id) and first.id.startswith("part_")
+    assert oai.files == {}, "no file before complete"
+    done = await client.uploads.complete(upload.id, part_ids=[first.id, second.id], md5=hashlib.md5(CSV).hexdigest())
+    assert done.status == "completed" and done.file is not None
+    assert (done.file.filename, done.file.bytes, done.file.purpose) == ("sales.csv", len(CSV), "user_data")
+    assert await client.files.retrieve(done.file.id) == done.file
+    assert (await client.files.content(done.file.id)).content == CSV
+    with pytest.raises(openai.BadRequestError, match="status 'completed'"):
+        await client.uploads.parts.create(upload.id, data=b"x")
+    with pytest.raises(openai.BadRequestError, match="already completed"):
+        await client.uploads.cancel(upload.id)
+
+
+async def test_uploads_api_refuses_what_would_make_a_wrong_file(oai: FakeOpenAI, client: AsyncOpenAI) -> None:
+    upload = await client.uploads.create(bytes=len(CSV), filename="a.csv", mime_type="text/csv", purpose="user_data")
+    short = await client.uploads.parts.create(upload.id, data=CSV[:-1])
+    with pytest.raises(openai.BadRequestError, match="does not match the bytes declared"):
+        await client.uploads.complete(upload.id, part_ids=[short.id])
+    rest = await client.uploads.parts.create(upload.id, data=CSV[-1:])
+    with pytest.raises(openai.BadRequestError, match="md5"):
+        await client.uploads.complete(upload.id, part_ids=[short.id, rest.id], md5="0" * 32)
+    with pytest.raises(openai.BadRequestError, match="does not match the bytes declared"):
+        await client.uploads.complete(upload.id, part_ids=[rest.id])
+    oai.max_part_bytes = 4
+    with pytest.raises(openai.BadRequestError, match="maximum part size"):
+        await client.uploads.parts.create(upload.id, data=b"12345")
+    cancelled = await client.uploads.cancel(upload.id)
+    assert cancelled.status == "cancelled" and cancelled.file is None
+    with pytest.raises(openai.BadRequestError, match="status 'cancelled'"):
+        await client.uploads.parts.create(upload.id, data=b"x")
+    with pytest.raises(openai.BadRequestError, match="already cancelled"):
+        await client.uploads.complete(upload.id, part_ids=[short.id, rest.id])
+    other = await client.uploads.create(bytes=1, filename="b.csv", mime_type="text/csv", purpose="user_data")
+    with pytest.raises(openai.BadRequestError, match="does not belong"):
+        await client.uploads.complete(other.id, part_ids=[short.id])
+    oai.expire_upload(other.id)
+    with pytest.raises(openai.BadRequestError, match="status 'expired'"):
+        await client.uploads.parts.create(other.id, data=b"x")
+    with pytest.raises(openai.NotFoundError, match="No such Upload object"):
+        await client.uploads.cancel("upload_missing")
+    with pytest.raises(openai.BadRequestError, match="is not one of"):
+        await client.uploads.create(bytes=1, filename="a.csv", mime_type="text/csv", purpose="answers")  # type: ignore[arg-type]
+    assert oai.files == {}, "nothing half-uploaded ever becomes a file"
 
 
 async def test_conversations_and_items(client: AsyncOpenAI) -> None:
