@@ -50,3 +50,19 @@ def test_main_exit_status_and_error_line(
     else:
         assert status == run_command.EXIT_CONFIG
         assert err.splitlines() == [line]
+
+
+def test_starting_the_bot_loads_nothing_only_some_turns_or_setups_need() -> None:
+    """What `python -m bot` imports leaves out Alembic (migrations), asyncpg (PostgreSQL), openpyxl (workbooks)
+    and charset_normalizer (files that are not UTF-8): each is imported where it is first needed."""
+    import json
+    import subprocess
+    import sys
+
+    probe = "import json, sys, bot.cli, bot.app; print(json.dumps(sorted(m.split('.')[0] for m in sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1]
+    ).stdout
+    loaded = set(json.loads(out))
+    assert loaded & {"alembic", "mako", "asyncpg", "openpyxl", "charset_normalizer"} == set()
+    assert {"slack_bolt", "openai", "sqlalchemy"} <= loaded  # the probe did import the bot
