@@ -7,6 +7,16 @@ runs code before it writes any text, so the first step opens the answer stream i
 `task_display_mode="timeline"`) and the text follows in the same message: a turn with code makes no
 more stream calls than one without. Where Slack refuses the chunks (`invalid_chunks`, or the answer is
 a posted message, not a stream) steps stay off for the turn and the caller shows the status line.
+
+Slack calls per answer (`chat.appendStream` is Tier 4, `chat.update` Tier 3, `setStatus` rate-limited
+too): the turn's first text goes out at once (it opens the stream); after it, text is held until
+`STREAM_FLUSH_CHARS` have gathered (one write per 600 characters at most), and what is held rides on the
+calls the answer makes anyway: a step's `task_update` chunk and the closing `chat.stopStream` (with the
+feedback buttons). A status is sent only when it changes; Slack clears it by itself when the app replies
+(a new message or stream), so no clearing call follows a reply. slack_sdk's `chat_stream()` helper
+buffers the same way, but its first text waits for a full buffer (256 characters by default), and it has
+no posting fallback, no splitting at Slack's message limit and no recovery from a stream Slack closed;
+hence this module's own buffering.
 """
 
 from __future__ import annotations
@@ -25,11 +35,12 @@ from bot.slack.render import StreamScrubber, fit_to_message
 
 log = logging.getLogger(__name__)
 
-# chat.appendStream is Tier 4 (100+/min): batch deltas instead of one call per token.
-FLUSH_INTERVAL_S = 0.6
-# chat.update (the fallback) is Tier 3 (50+/min): edit less often.
-UPDATE_INTERVAL_S = 1.5
-FLUSH_CHARS = 400
+# After the first text, at most one text write per this many streamed characters: chat.appendStream is
+# Tier 4 (100+/min), chat.update (the fallback, which resends the whole message) Tier 3 (50+/min).
+STREAM_FLUSH_CHARS = 600
+UPDATE_FLUSH_CHARS = 1_200
+# Slack clears a status by itself after 2 minutes: the same status is sent again once it is this old.
+STATUS_FRESH_S = 100.0
 # The plain `text` that goes with blocks is what notifications show.
 NOTIFICATION_TEXT_CHARS = 3_000
 STREAM_CLOSED_ERRORS = {"message_not_in_streaming_state", "streaming_state_conflict", "message_not_found"}
@@ -82,26 +93,40 @@ class ThreadReply:
         self._thread = thread
         self._recipient = recipient_user_id
         self._scrubber = StreamScrubber()
-        self._pending = ""
+        self._pending = ""  # answer text not yet sent
         self._message_ts: str | None = None  # the message being written
         self._message_text = ""  # what that message shows so far
         self._streaming = False  # True while `_message_ts` is an open chat stream
         self._use_streams = True  # False after chat.startStream was refused: post and update instead
         self._use_steps = True  # False after Slack refused a task_update chunk: status line instead
-        self._last_flush = 0.0
+        self._text_shown = False  # some answer text reached Slack this turn
+        self._status: str | None = None  # the status Slack shows, as far as we know (None: unknown)
+        self._status_at = 0.0
         self.answer_ts: list[str] = []  # the messages that carry answer text (not notices), oldest first
-        self._delivered_chars = 0
 
     # ---- status ---------------------------------------------------------------------------------------
 
     async def set_status(self, status: str) -> None:
-        """Show `status` as the thread's "is …" indicator ("" clears it). Failures are only logged."""
+        """Show `status` as the thread's "is …" indicator ("" clears it). Failures are only logged.
+
+        No call is made when Slack already shows `status`: the same status sent less than `STATUS_FRESH_S`
+        ago, or "" when Slack cleared the status itself because the app replied in the thread since.
+        """
+        now = time.monotonic()
+        if status == self._status and (not status or now - self._status_at < STATUS_FRESH_S):
+            return
         try:
             await self._client.assistant_threads_setStatus(
                 channel_id=self._thread.channel, thread_ts=self._thread.thread_ts, status=status
             )
+            self._status, self._status_at = status, now
         except SlackApiError as exc:
             log.warning("setStatus failed in %s: %s", self._thread, exc.response.get("error"))
+            self._status = None
+
+    def _replied(self) -> None:
+        """A new message of the app in the thread: Slack has cleared the status."""
+        self._status = ""
 
     async def set_title(self, title: str) -> None:
         """Name the thread in the assistant pane (`assistant.threads.setTitle`; DM threads only, where Slack
@@ -127,13 +152,20 @@ class ThreadReply:
 
     async def step(self, step_id: str, title: str, *, status: str) -> bool:
         """Show step `step_id` as `status` (in_progress | complete | error) on the answer stream, opening
-        it if needed. Returns False when steps cannot be shown (the caller shows the status line)."""
+        it if needed; text held back so far goes in the same call, above the step. Returns False when
+        steps cannot be shown (the caller shows the status line, and any held text is still held)."""
         if not self._use_steps:
             return False
-        chunk = {"type": "task_update", "id": step_id, "title": title, "status": status}
+        if self._pending and fit_to_message(self._message_text, self._pending)[1]:
+            await self.flush()  # the held text needs a new message: send it the usual way first
+        task = {"type": "task_update", "id": step_id, "title": title, "status": status}
+        text = self._pending if self._message_ts is not None or self._pending.strip() else ""
+        chunks = [*([{"type": "markdown_text", "text": text}] if text else []), task]
         try:
             if self._message_ts is not None and self._streaming:
-                await self._client.chat_appendStream(channel=self._thread.channel, ts=self._message_ts, chunks=[chunk])
+                await self._client.chat_appendStream(channel=self._thread.channel, ts=self._message_ts, chunks=chunks)
+                self._message_text += text
+                self._took(text)
                 return True
             if self._message_ts is None and self._use_streams:
                 response = await self._client.chat_startStream(
@@ -141,10 +173,11 @@ class ThreadReply:
                     thread_ts=self._thread.thread_ts,
                     recipient_team_id=self._thread.team_id,
                     recipient_user_id=self._recipient,
-                    chunks=[chunk],
+                    chunks=chunks,
                     task_display_mode="timeline",
                 )
-                await self._started(str(response["ts"]), "", streaming=True)
+                self._took(text)
+                await self._started(str(response["ts"]), text, streaming=True)
                 return True
         except SlackApiError as exc:
             error = str(exc.response.get("error", ""))
@@ -158,32 +191,41 @@ class ThreadReply:
 
     @property
     def has_text(self) -> bool:
-        return bool(self._message_text or self._pending or self._delivered_chars)
+        return self._text_shown or bool(self._message_text or self._pending)
 
     async def write(self, text: str) -> None:
-        """Add answer text; it reaches Slack in batches (the first piece at once)."""
+        """Add answer text. The turn's first text reaches Slack at once; after it, text goes out once
+        `STREAM_FLUSH_CHARS` have gathered (`UPDATE_FLUSH_CHARS` when editing a posted message), or
+        earlier with the next call the answer makes anyway (a step, the end of the message)."""
         self._pending += self._scrubber.feed(text)
-        interval = FLUSH_INTERVAL_S if self._streaming else UPDATE_INTERVAL_S
-        due = time.monotonic() - self._last_flush >= interval
-        if self._pending and (self._message_ts is None or due or len(self._pending) >= FLUSH_CHARS):
+        if not self._pending.strip():
+            return
+        posted = self._message_ts is not None and not self._streaming
+        due = len(self._pending) >= (UPDATE_FLUSH_CHARS if posted else STREAM_FLUSH_CHARS)
+        if not self._text_shown or due:
             await self.flush()
 
     async def flush(self) -> None:
-        """Send buffered text now, continuing in new messages where Slack's size limit requires."""
-        if not self._pending.strip() and self._message_ts is None:
+        """Send held text now, continuing in new messages where Slack's size limit requires."""
+        if not self._pending or (not self._pending.strip() and self._message_ts is None):
             return  # Slack refuses a message of only white space: wait for real text
         text, self._pending = self._pending, ""
-        self._last_flush = time.monotonic()
         head, new_messages = fit_to_message(self._message_text, text)
+        pieces = [head, *new_messages]
         try:
-            if head:
-                await self._send(head)
-            for piece in new_messages:
-                await self._close_message()
-                await self._send(piece)
+            for piece in pieces[:-1]:
+                await self._end_with(piece)  # a full message ends with its last text in the closing call
+            if pieces[-1]:
+                await self._send(pieces[-1])
         except SlackProblem:
             log.error("answer text Slack did not take in %s (%d chars): %s", self._thread, len(text), text)
             raise
+
+    def _took(self, text: str) -> None:
+        """`text`, held so far, is now shown."""
+        if text:
+            self._pending = self._pending[len(text) :]
+            self._text_shown = True
 
     async def _send(self, piece: str) -> None:
         if self._message_ts is None:
@@ -192,7 +234,8 @@ class ThreadReply:
             await self._append(piece)
         else:
             await self._update(self._message_text + piece)
-        self._delivered_chars += len(piece)
+        if piece:
+            self._text_shown = True
 
     async def _open_message(self, text: str) -> None:
         if self._use_streams:
@@ -216,6 +259,7 @@ class ThreadReply:
 
     async def _started(self, ts: str, text: str, *, streaming: bool) -> None:
         self._message_ts, self._message_text, self._streaming = ts, text, streaming
+        self._replied()
         self.answer_ts.append(ts)
         if self._on_answer_message is not None:
             await self._on_answer_message(tuple(self.answer_ts))
@@ -249,22 +293,28 @@ class ThreadReply:
             if rest:
                 await self._started(await self._post(rest), rest, streaming=False)
 
-    async def _close_message(self, blocks: list[dict[str, Any]] | None = None) -> None:
+    async def _close_message(self, blocks: list[dict[str, Any]] | None = None, *, text: str = "") -> None:
+        """End the open message with `text` (held text that fits in it) and `blocks` under it: in the
+        `chat.stopStream` call for a stream, by one edit for a posted message or a stream Slack closed."""
         if self._message_ts is not None and self._streaming:
             try:
-                await self._client.chat_stopStream(channel=self._thread.channel, ts=self._message_ts, blocks=blocks)
+                await self._client.chat_stopStream(
+                    channel=self._thread.channel, ts=self._message_ts, markdown_text=text or None, blocks=blocks
+                )
+                if text:
+                    self._text_shown = True
                 self._message_ts, self._message_text, self._streaming = None, "", False
                 return
             except SlackApiError as exc:
                 error = exc.response.get("error")
                 if blocks and error not in STREAM_CLOSED_ERRORS:
-                    # Buttons refused (e.g. invalid_blocks): the stream must still be stopped.
+                    # Buttons refused (e.g. invalid_blocks): the stream must still be stopped, with its text.
                     log.warning("chat.stopStream refused the buttons (%s); stopping without them", error)
-                    await self._close_message()
+                    await self._close_message(text=text)
                     return
-                # The text is already shown; a stream Slack closed itself (the Stop button, or it
-                # expired after a few minutes) needs no stop, and its buttons are added by editing,
-                # below. Its agent session still says "processing": end that.
+                # A stream Slack closed itself (the Stop button, or it expired after a few minutes) needs
+                # no stop; its last text and buttons are added by editing, below. Its agent session still
+                # says "processing": end that.
                 log.info("chat.stopStream failed (%s) for %s", error, self._message_ts)
                 self._streaming = False
                 if error in STREAM_CLOSED_ERRORS:
@@ -272,23 +322,48 @@ class ThreadReply:
         if self._message_ts is not None and not self._streaming and blocks:
             # A posted (not streamed) answer: `markdown_text` cannot carry blocks, so the text moves
             # into a markdown block above them.
+            full = self._message_text + text
             try:
                 await self._client.chat_update(
                     channel=self._thread.channel,
                     ts=self._message_ts,
-                    text=self._message_text[:NOTIFICATION_TEXT_CHARS],
-                    blocks=[{"type": "markdown", "text": self._message_text}, *blocks],
+                    text=full[:NOTIFICATION_TEXT_CHARS],
+                    blocks=[{"type": "markdown", "text": full}, *blocks],
                 )
+                self._message_text = full
+                if text:
+                    self._text_shown = True
+                text = ""
             except SlackApiError as exc:
                 log.info("could not add buttons to %s: %s", self._message_ts, exc.response.get("error"))
+        if self._message_ts is not None and not self._streaming and text:
+            await self._update(self._message_text + text)
+            self._text_shown = True
         self._message_ts, self._message_text, self._streaming = None, "", False
 
     async def finish(self, *, blocks: list[dict[str, Any]] | None = None) -> None:
-        """Flush the rest of the text and close the answer message, with `blocks` under it if streamed."""
+        """Send the rest of the text and close the answer message, with `blocks` under it; the last text
+        goes in the closing call (`chat.stopStream`)."""
         self._pending += self._scrubber.flush()
-        await self.flush()
-        self._pending = ""
-        await self._close_message(blocks)
+        text, self._pending = self._pending, ""
+        head, new_messages = fit_to_message(self._message_text, text)
+        pieces = [head, *new_messages]
+        try:
+            for piece in pieces[:-1]:
+                await self._end_with(piece)
+            await self._end_with(pieces[-1], blocks)
+        except SlackProblem:
+            log.error("answer text Slack did not take in %s (%d chars): %s", self._thread, len(text), text)
+            raise
+
+    async def _end_with(self, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
+        """Close the open message with `text` in its closing call; with none open, `text` opens one first."""
+        if self._message_ts is None:
+            if not text.strip():
+                return  # nothing shown, nothing to close
+            await self._send(text)
+            text = ""
+        await self._close_message(blocks, text=text)
 
     # ---- separate messages -----------------------------------------------------------------------------
 
@@ -304,15 +379,14 @@ class ThreadReply:
         except SlackApiError as exc:
             error = str(exc.response.get("error", ""))
             raise SlackProblem(f"chat.postMessage: {error}", slack_error=error) from exc
+        self._replied()
         return str(response["ts"])
 
     async def post_blocks(self, *, text: str, blocks: list[dict[str, Any]]) -> str:
         """Post `blocks` (e.g. native charts) with the `text` fallback as their own message, below the answer
         so far (later answer text continues under it); returns its ts. Raises `SlackProblem` (the Slack
         error in `slack_error`, e.g. invalid_blocks)."""
-        self._pending += self._scrubber.flush()
-        await self.flush()
-        await self._close_message()
+        await self.finish()
         try:
             response = await self._client.chat_postMessage(
                 channel=self._thread.channel, thread_ts=self._thread.thread_ts, text=text, blocks=blocks
@@ -320,6 +394,7 @@ class ThreadReply:
         except SlackApiError as exc:
             error = str(exc.response.get("error", ""))
             raise SlackProblem(f"chat.postMessage: {error}", slack_error=error) from exc
+        self._replied()
         return str(response["ts"])
 
     async def upload(self, *, filename: str, data: bytes, title: str) -> None:

@@ -71,7 +71,9 @@ class TerminalSink:
         self.line(status.removeprefix("is "))
 
     async def step(self, step_id: str, title: str, *, status: str) -> bool:
-        """A code step as a progress line on stderr when it starts (its end needs no line)."""
+        """A code step as a progress line on stderr when it starts (its end needs no line), after the text
+        held back so far."""
+        await self.flush()
         if status == "in_progress":
             await self.set_status(f"▸ {title}")
         elif status == "error":

@@ -91,6 +91,7 @@ class _Steps:
 
     running: dict[str, str] = field(default_factory=dict)  # step id -> title
     shown: bool = False  # once a step is shown, the timeline replaces the "running Python" status
+    refused: bool = False  # the sink cannot show steps: the status line shows code runs instead
 
 
 async def stream_answer(
@@ -163,16 +164,23 @@ async def _one_response(
             elif isinstance(event, Progress):
                 if steps.shown and event.phase != "reasoning":
                     continue  # the step timeline shows it
-                await reply.flush()
+                if event.phase == "reasoning" or steps.refused:
+                    # No step call will carry the text held back: show it before what may be a long wait.
+                    await reply.flush()
                 await reply.set_status(t(PHASE_STATUS[event.phase], turn.language))
             elif isinstance(event, StepStarted):
                 title = step_title(event.code, turn.language)
-                await reply.flush()
+                # The step's call carries the text held back, above the step, before the code runs.
                 if await reply.step(event.step_id, title, status="in_progress"):
                     steps.running[event.step_id], steps.shown = title, True
+                else:
+                    steps.refused = True
+                    await reply.flush()
             elif isinstance(event, StepDone) and event.step_id in steps.running:
                 status = "error" if event.failed else "complete"
                 if not await reply.step(event.step_id, steps.running.pop(event.step_id), status=status):
+                    steps.refused = True
+                    await reply.flush()
                     await reply.set_status(t("status.thinking", turn.language))
             elif isinstance(event, FileCited):
                 outputs.cited.append(event)

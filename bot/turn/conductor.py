@@ -316,7 +316,7 @@ class Conductor:
             env=env,
         )
         billable.containers_created += created
-        await reply.flush()
+        # Text still held goes out before any upload (`deliver`), else in the closing call (`finish`).
         await self._outputs.deliver(reply, lang, done, outputs)
         if not reply.has_text and not outputs.cited and not outputs.images:
             await reply.write(t("turn.empty_answer", lang))
@@ -327,6 +327,7 @@ class Conductor:
         )
         if (note := incomplete_note(done, lang)) is not None:
             await reply.notice(note)
+        # A call only if a status was shown after the app's last reply (a reply clears it in Slack).
         await reply.set_status("")
         return done
 

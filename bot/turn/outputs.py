@@ -60,6 +60,7 @@ class OutputDelivery:
         seen_hashes: set[str] = set()
         saved_images: dict[str, int] = {}
         if ordered or outputs.images:
+            await reply.flush()  # the answer's text first: uploads can take a while
             await reply.set_status(t("status.uploading", lang))
         for cid, file_id in dict.fromkeys(ordered):
             generated = listed.get((cid, file_id)) or await self._workspace.generated_file(cid, file_id)

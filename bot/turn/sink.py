@@ -20,11 +20,12 @@ class AnswerSink(Protocol):
         """Show any text held back so far (before a progress line or the files)."""
 
     async def set_status(self, status: str) -> None:
-        """Show what the analysis is doing now ("" clears it)."""
+        """Show what the analysis is doing now ("" clears it). Text held back may stay held."""
 
     async def step(self, step_id: str, title: str, *, status: str) -> bool:
-        """Show one code step as `status` (in_progress | complete | error); False when steps cannot be shown
-        (the caller then shows the status line instead)."""
+        """Show one code step as `status` (in_progress | complete | error), after any text held back so far;
+        False when steps cannot be shown (the caller then shows the status line instead, and the text is
+        still held)."""
 
     async def upload(self, *, filename: str, data: bytes, title: str) -> None:
         """Deliver a file the model made."""

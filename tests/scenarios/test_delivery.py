@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 
 import pytest
@@ -55,6 +56,27 @@ async def test_a_30000_character_answer_arrives_whole_and_in_order(
         assert len(call.params.get("markdown_text", "")) <= 12_000
 
 
+async def test_a_3200_character_answer_costs_at_most_8_slack_calls(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    """Slack rate-limits appendStream and setStatus: one status (the phase never changes: reasoning is
+    "analyzing" too), the first text at once, then one write per 600 characters, the rest on the stop."""
+    text = "".join(f"{i:03d}. 지역별 매출이 고르게 늘었습니다 (revenue grew evenly).\n" for i in range(70))[:3_200]
+    oai.scripts.append(Script(text=text, reasoning=True))
+    async with run_bot(slack, oai, sqlite_url) as running:
+        ts = str((await slack.user_posts(channel="C1", text="<@UBOT> 요약해줘"))["ts"])
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 1)
+        assert await running.bot.scheduler.wait_idle(10), "the turn is over, not only its last message"
+    assert answer_texts(slack, "C1", ts) == [text]
+    turn_calls = [c.method for c in slack.calls if c.method not in ("auth.test", "apps.connections.open")]
+    assert turn_calls.count("assistant.threads.setStatus") == 1, turn_calls
+    assert turn_calls.count("chat.appendStream") <= (len(text) - 1) // 600, turn_calls
+    assert len(turn_calls) <= 8, turn_calls
+    stop = slack.calls_to("chat.stopStream")[0].params
+    assert stop.get("markdown_text") and stop.get("blocks"), "the last text beside the feedback buttons"
+    assert slack.status("C1", ts) == ""
+
+
 async def test_progress_is_shown_while_python_runs_and_cleared_at_the_end(
     slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
 ) -> None:
@@ -69,6 +91,8 @@ async def test_progress_is_shown_while_python_runs_and_cleared_at_the_end(
     assert "is running Python…" in statuses
     assert statuses.index("is running Python…") < statuses.index("is drawing a chart…")
     assert slack.status("C1", ts) == ""
+    sent = [c.params["status"] for c in slack.calls_to("assistant.threads.setStatus") if c.params["thread_ts"] == ts]
+    assert all(a != b for a, b in itertools.pairwise(sent)), f"a call only when it changes: {sent}"
 
 
 async def test_generated_files_are_uploaded_once_in_order_and_links_replaced(

@@ -261,10 +261,6 @@ def turn_outcomes(sqlite_url: str) -> list[tuple[str, str | None]]:
     return [(str(r[0]), r[1]) for r in rows]
 
 
-def status_cleared(slack: FakeSlack) -> bool:
-    return any(c.params.get("status") == "" for c in slack.calls_to("assistant.threads.setStatus"))
-
-
 @pytest.mark.parametrize(
     "where",
     [pytest.param("on-the-mention", id="files-of-the-turn"), pytest.param("earlier", id="earlier-files-in-thread")],
@@ -281,8 +277,10 @@ async def test_when_no_file_can_be_read_the_notice_is_the_whole_reply(
             await slack.user_posts(channel="C1", text="<@UBOT> 분석해줘", thread_ts=ts)
         else:
             ts = await share(slack, [png, pdf])
-        await slack.wait_for(lambda: status_cleared(slack) and bool(turn_outcomes(sqlite_url)))
+        await slack.wait_for(lambda: bool(turn_outcomes(sqlite_url)))
     assert turn_outcomes(sqlite_url) == [("done", "no_readable_file")]
+    assert slack.status("C1", ts) == "", "no status left showing (the notices cleared it)"
+    assert slack.status_history[-1] == ("C1", ts, ""), "the last status seen is none"
     notices = answer_texts(slack, "C1", ts)
     assert "photo.csv" in notices[0] and "report.pdf" in notices[1]
     for path in ("/v1/conversations", "/v1/containers", "/v1/responses", "/v1/files"):
