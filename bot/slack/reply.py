@@ -218,7 +218,8 @@ class ThreadReply:
             if pieces[-1]:
                 await self._send(pieces[-1])
         except SlackProblem:
-            log.error("answer text Slack did not take in %s (%d chars): %s", self._thread, len(text), text)
+            # Only the length: an answer may quote the user's file, and file contents are never logged.
+            log.error("answer text Slack did not take in %s (%d chars)", self._thread, len(text))
             raise
 
     def _took(self, text: str) -> None:
@@ -353,7 +354,8 @@ class ThreadReply:
                 await self._end_with(piece)
             await self._end_with(pieces[-1], blocks)
         except SlackProblem:
-            log.error("answer text Slack did not take in %s (%d chars): %s", self._thread, len(text), text)
+            # Only the length: an answer may quote the user's file, and file contents are never logged.
+            log.error("answer text Slack did not take in %s (%d chars)", self._thread, len(text))
             raise
 
     async def _end_with(self, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
