@@ -418,7 +418,7 @@ def render(results: Sequence[ModeResult], *, database: str) -> str:
         ("auth.test calls during the burst", lambda r: str(r.fakes["auth_test_calls"])),
         ("Store.accept_message ms p50 / p90 / p99 / max", lambda r: _dist(r.accept_s)),
         ("accept_message calls / max concurrent", lambda r: f"{len(r.accept_s)} / {r.max_in_accept}"),
-        ("Bolt dispatch ms p50 / p90 / p99 / max", lambda r: _dist(r.dispatch_s)),
+        ("Bolt dispatch ms (burst events Bolt saw) p50/p90/p99/max", lambda r: _dist(r.dispatch_s)),
         ("bot event-loop lag during burst ms p50/p90/p99/max", lambda r: _dist(r.loop_lag_s)),
         ("bot GC during burst: collections / full / longest ms", _gc_summary),
     ]
