@@ -18,11 +18,10 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from typing import Any
-
-import aiohttp
+from urllib.parse import urlsplit
 
 from tests.conftest import answer_texts, wait_http_ready
-from tests.fakes.openai_fake import FakeOpenAI
+from tests.fakes.openai_fake import FakeOpenAI, Script
 from tests.fakes.slack import FakeSlack
 
 CHANNEL = "C1"
@@ -30,30 +29,120 @@ ACK_BUDGET_S = 3.0  # Slack's
 ACK_POLL_S = 0.02
 ANSWER_POLL_S = 0.25  # counting answers scans every thread; poll gently
 WARM_UP_TIMEOUT_S = 30.0
+LOAD_START_TIMEOUT_S = 30.0
+# The answers already being written when the burst arrives: each this long, streamed in the fake's
+# 20-character deltas with this pause after every event (~6 s per answer), so they last through the burst.
+LOAD_ANSWER_CHARS = 3_200
+LOAD_DELTA_DELAY_S = 0.03
 _QUESTION = re.compile(r"question (\d+)\b")
+_EARLIER = "earlier question"
 
 log = logging.getLogger("bench.ack_fakes")
 
 
+class _KeptConnections:
+    """HTTP/1.1 POSTs over kept-alive loopback connections, opened before they are timed.
+
+    Slack's deliveries come from Slack's machines (or a load balancer's kept-alive upstream connections), so
+    its client's work is not the bot's. aiohttp's client, on the fakes' one event loop, spends about half a
+    millisecond of CPU per request before it writes a byte: with 400 requests started together the last one
+    waited ~250 ms for the client itself, and that wait was counted as the server's. Here a request is one
+    prebuilt write on an open connection, and the response is read by hand (status line, headers,
+    Content-Length or chunked body).
+    """
+
+    def __init__(self) -> None:
+        self._idle: dict[tuple[str, int], list[tuple[asyncio.StreamReader, asyncio.StreamWriter]]] = defaultdict(list)
+
+    async def warm(self, url: str, count: int) -> None:
+        """Have `count` connections to `url`'s server open and idle, each proven by one `GET /healthz`."""
+        host, port, _ = _split(url)
+        missing = count - len(self._idle[(host, port)])
+        batch = 50  # the listener's accept backlog is 128: do not overflow it
+        for start in range(0, max(0, missing), batch):
+            opened = await asyncio.gather(
+                *(asyncio.open_connection(host, port) for _ in range(min(batch, missing - start)))
+            )
+            for _reader, writer in opened:
+                writer.write(f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+            for reader, writer in opened:
+                await _read_response(reader)
+                self._idle[(host, port)].append((reader, writer))
+
+    async def post(self, url: str, raw: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str]]:
+        """POST `raw` to `url`; (status, response headers with lower-case names)."""
+        host, port, path = _split(url)
+        idle = self._idle[(host, port)]
+        reader, writer = idle.pop() if idle else await asyncio.open_connection(host, port)
+        head = [f"POST {path} HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {len(raw)}"]
+        head += [f"{name}: {value}" for name, value in headers.items()]
+        writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + raw)
+        try:
+            status, response_headers = await _read_response(reader)
+        except BaseException:
+            writer.close()
+            raise
+        if response_headers.get("connection", "").lower() == "close":
+            writer.close()
+        else:
+            idle.append((reader, writer))
+        return status, response_headers
+
+    def close(self) -> None:
+        for connections in self._idle.values():
+            for _, writer in connections:
+                writer.close()
+        self._idle.clear()
+
+
+def _split(url: str) -> tuple[str, int, str]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or 80, parts.path or "/"
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    """Read one HTTP/1.1 response; (status, headers). Raises ConnectionError when the server closed."""
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        raise ConnectionError("connection closed") from exc
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {
+        name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in lines if line)
+    }
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+            await reader.readexactly(size + 2)
+        await reader.readuntil(b"\r\n")
+    else:
+        await reader.readexactly(int(headers.get("content-length", "0")))
+    return int(status_line.split()[1]), headers
+
+
 class _BenchSlack(FakeSlack):
     """FakeSlack that remembers which event each HTTP delivery carried (`http_deliveries` does not say), and
-    whose delivery client opens as many connections as there are deliveries: aiohttp's default of 100 per
-    session would queue the rest inside the fake, and that wait would be counted as the bot's."""
+    that delivers over connections opened before the burst (`_KeptConnections`), so that the time measured is
+    the server's."""
 
     def __init__(self) -> None:
         super().__init__()
         self.http_by_event: dict[str, list[tuple[int, float]]] = defaultdict(list)
+        self.connections = _KeptConnections()
 
-    async def start(self) -> None:
-        await super().start()
-        if self._session is not None:
-            await self._session.close()
-        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+    async def close(self) -> None:
+        self.connections.close()
+        await super().close()
 
     async def _post_event(self, url: str, raw: bytes, headers: dict[str, str]) -> tuple[int, bool]:
         start = time.perf_counter()
-        status, no_retry = await super()._post_event(url, raw, headers)
-        self.http_by_event[json.loads(raw)["event_id"]].append((status, time.perf_counter() - start))
+        try:
+            status, response_headers = await self.connections.post(url, raw, headers)
+            no_retry = response_headers.get("x-slack-no-retry") == "1"
+        except (ConnectionError, OSError, ValueError):
+            status, no_retry = 0, False
+        latency = time.perf_counter() - start
+        self.http_deliveries.append((status, latency))
+        self.http_by_event[json.loads(raw)["event_id"]].append((status, latency))
         return status, no_retry
 
 
@@ -71,7 +160,8 @@ async def poll(predicate: Callable[[], bool], *, timeout_s: float, interval_s: f
 class FakesSide:
     """FakeSlack + FakeOpenAI (default script: an immediate echo) and the burst run against them.
 
-    Call order: `start`, `info`, `connect`, [`warm_up`], `fire`, `wait_acked`, `wait_answered`, `count`, `close`.
+    Call order: `start`, `info`, `connect`, [`warm_up`], [`load`], `fire`, `wait_acked`, `wait_answered`, `count`,
+    `close`.
     """
 
     def __init__(self) -> None:
@@ -82,6 +172,16 @@ class FakesSide:
         self.burst_ids: set[str] = set()
         self._fired_at = 0.0
         self._auth_tests_before = 0
+        self.load_roots: list[str] = []
+        echo = self.oai.default_script
+        long_answer = _long_answer(LOAD_ANSWER_CHARS)
+
+        def script(body: dict[str, Any]) -> Script:
+            if _EARLIER in json.dumps(body.get("input")):
+                return Script(text=long_answer, delay_s=LOAD_DELTA_DELAY_S)
+            return echo(body)
+
+        self.oai.default_script = script
 
     async def start(self) -> None:
         await self.slack.start()
@@ -121,6 +221,29 @@ class FakesSide:
             lambda: bool(answer_texts(self.slack, CHANNEL, ts)), timeout_s=WARM_UP_TIMEOUT_S, interval_s=0.05
         )
 
+    async def load(self, streams: int) -> dict[str, Any]:
+        """Mention the bot `streams` times (in their own threads) with questions whose answers stream for
+        several seconds, and return once all of them are streaming: the burst then meets a bot at work.
+
+        Returns how many were streaming and how long it took.
+        """
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        text = f"<@{self.slack.bot_user_id}> {_EARLIER} {{}}"
+        for i in range(streams):
+            posted = await self.slack.user_posts(channel=CHANNEL, text=text.format(i))
+            self.load_roots.append(str(posted["ts"]))
+        ok = await poll(
+            lambda: self.oai.active_streams >= streams and self._load_visible() >= streams,
+            timeout_s=LOAD_START_TIMEOUT_S,
+            interval_s=0.02,
+        )
+        return {"ok": ok, "streaming": self.oai.active_streams, "after_s": loop.time() - started}
+
+    def _load_visible(self) -> int:
+        """Earlier questions whose answer has begun to show in Slack."""
+        return sum(1 for ts in self.load_roots if any(m.bot and m.text for m in self.slack.thread(CHANNEL, ts)))
+
     async def fire(self, events: int) -> dict[str, Any]:
         """Post `events` mentions (each: app_mention + message), then deliver all their events at once.
 
@@ -140,6 +263,8 @@ class FakesSide:
         ]
         self.burst_ids = {env["event_id"] for env in bodies}
         self._auth_tests_before = len(self.slack.calls_to("auth.test"))
+        if self.mode == "http":
+            await self.slack.connections.warm(str(self.slack.http_events_url), len(bodies))
         loop = asyncio.get_running_loop()
         self._fired_at = loop.time()
         await asyncio.gather(*(self.slack.deliver(env) for env in bodies))
@@ -148,7 +273,9 @@ class FakesSide:
 
     async def wait_acked(self, timeout_s: float) -> dict[str, Any]:
         ok = await poll(self._all_acked, timeout_s=timeout_s, interval_s=ACK_POLL_S)
-        return {"ok": ok, "after_s": asyncio.get_running_loop().time() - self._fired_at}
+        # Answers still streaming from OpenAI when the last ack arrived: the burst met a bot at work.
+        streaming = self.oai.active_streams
+        return {"ok": ok, "after_s": asyncio.get_running_loop().time() - self._fired_at, "streaming": streaming}
 
     async def wait_answered(self, timeout_s: float) -> dict[str, Any]:
         ok = await poll(lambda: all(self._answers().values()), timeout_s=timeout_s, interval_s=ANSWER_POLL_S)
@@ -230,7 +357,13 @@ class FakesSide:
         return responses, conversations
 
 
-CALLS = ("info", "connect", "warm_up", "fire", "wait_acked", "wait_answered", "count")
+def _long_answer(chars: int) -> str:
+    """About `chars` characters of an answer, in sentences."""
+    sentence = "Revenue grew 12% in the north region while the south stayed flat. "
+    return (sentence * (chars // len(sentence) + 1))[:chars]
+
+
+CALLS = ("info", "connect", "warm_up", "load", "fire", "wait_acked", "wait_answered", "count")
 
 
 async def call(side: FakesSide, name: str, args: dict[str, Any]) -> Any:

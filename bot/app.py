@@ -24,6 +24,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncServerErrorRetryHandler,
 )
 from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.analysis.startup import check_model
@@ -47,6 +48,7 @@ from bot.slack.home import AgentSurface
 from bot.slack.notices import ThreadNotices
 from bot.slack.oauth import Installations, Uninstalls, installation_store, oauth_settings
 from bot.slack.startup import BotIdentity, socket_mode_url
+from bot.slack.transport import MessageDeliveries
 from bot.store import Store
 from bot.store.replicas import ReplicaCoordinator
 from bot.store.usage import UsageLedger
@@ -108,6 +110,8 @@ class Bot:
     sweeper: RetentionSweeper
     uninstalls: Uninstalls
     metrics: Metrics
+    # People's messages, taken from the transport before Bolt (`bot.slack.transport`).
+    deliveries: MessageDeliveries
     installations: Installations | None = None
     # PostgreSQL only: per-thread locks, wake-ups and stops shared with the other replicas.
     replicas: ReplicaCoordinator | None = None
@@ -268,7 +272,7 @@ async def build_bot(
         forgets.request(thread, lang, addressed=addressed)
 
     surface = AgentSurface(clients, recent_threads=lambda team_id, user_id: db.recent_threads(team_id, user_id))
-    listeners.register(
+    messages = listeners.register(
         app,
         store=db,
         scheduler=scheduler,
@@ -278,6 +282,16 @@ async def build_bot(
         access=settings.access,
         stop_elsewhere=stop_elsewhere,
         surface=surface,
+    )
+
+    async def bot_user(team_id: str) -> str | None:
+        # One workspace: the auth.test asked at start. OAuth mode: None, so Bolt authorizes each workspace.
+        return (await identity.result()).bot_user_id if identity is not None and identity.known else None
+
+    deliveries = MessageDeliveries(
+        messages,
+        bot_user=bot_user,
+        signing_secret=None if settings.socket_mode else settings.slack_signing_secret,
     )
     bot = Bot(
         settings=settings,
@@ -293,6 +307,7 @@ async def build_bot(
         forgets=forgets,
         uninstalls=uninstalls,
         metrics=metrics,
+        deliveries=deliveries,
         installations=installations,
         replicas=replicas,
         sweeper=RetentionSweeper(
@@ -371,8 +386,9 @@ def http_app(bot: Bot, ready: Readiness, *, stop: asyncio.Event) -> web.Applicat
         if stop.is_set():
             return web.json_response({"ok": False, "status": "stopping"}, status=503)
         received = time.perf_counter()
-        bolt_response = await bot.app.async_dispatch(await to_bolt_request(request))
-        response = await to_aiohttp_response(bolt_response)
+        response = await bot.deliveries.take_http(request)
+        if response is None:
+            response = await to_aiohttp_response(await bot.app.async_dispatch(await to_bolt_request(request)))
         if 200 <= response.status < 300:
             bot.metrics.ack.observe(time.perf_counter() - received)
         return response
@@ -392,15 +408,21 @@ def http_app(bot: Bot, ready: Readiness, *, stop: asyncio.Event) -> web.Applicat
 
 
 class _TimedSocketModeHandler(AsyncSocketModeHandler):
-    """Bolt's handler, timing envelope received -> ack sent. Bolt acks only a successful (200) dispatch;
-    otherwise nothing is sent and Slack delivers the envelope again."""
+    """Bolt's handler, timing envelope received -> ack sent, that first offers people's messages to
+    `deliveries` (acked once handled). Bolt acks only a successful (200) dispatch; otherwise (and when
+    handling a message raised) nothing is sent and Slack delivers the envelope again."""
 
-    def __init__(self, app: AsyncApp, app_token: str, *, metrics: Metrics) -> None:
+    def __init__(self, app: AsyncApp, app_token: str, *, metrics: Metrics, deliveries: MessageDeliveries) -> None:
         super().__init__(app, app_token)
         self._metrics = metrics
+        self._deliveries = deliveries
 
     async def handle(self, client: Any, req: SocketModeRequest) -> None:
         received = time.perf_counter()
+        if req.type == "events_api" and await self._deliveries.take(req.payload):
+            await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+            self._metrics.ack.observe(time.perf_counter() - received)
+            return
         bolt_response = await run_async_bolt_app(self.app, req)
         await send_async_response(client, req, bolt_response, time.time())
         if bolt_response.status == 200:
@@ -430,7 +452,7 @@ async def serve(bot: Bot, *, stop: asyncio.Event, host: str = "0.0.0.0") -> None
     gc.collect()
     gc.freeze()
     handler = (
-        _TimedSocketModeHandler(bot.app, bot.settings.slack_app_token, metrics=bot.metrics)
+        _TimedSocketModeHandler(bot.app, bot.settings.slack_app_token, metrics=bot.metrics, deliveries=bot.deliveries)
         if bot.settings.slack_app_token is not None
         else None
     )

@@ -167,15 +167,23 @@ TEST_LEASE_S = 2
 
 @contextlib.asynccontextmanager
 async def bot_process(
-    slack: FakeSlack, oai: FakeOpenAI, database_url: str, log_path: Path, *, env: dict[str, str] | None = None
+    slack: FakeSlack,
+    oai: FakeOpenAI,
+    database_url: str,
+    log_path: Path,
+    *,
+    env: dict[str, str] | None = None,
+    mode: str = "socket",
+    port: int = 0,
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """A real `python -m bot` process in Socket Mode against the fakes, killed (SIGKILL) on exit if still running.
+    """A real `python -m bot` process against the fakes (Socket Mode, or HTTP on `port` with Slack's deliveries
+    aimed there), killed (SIGKILL) on exit if still running.
 
     Its output goes to `log_path`; `env` adds or overrides variables.
     """
     process_env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        **bot_env(slack, oai, database_url),
+        **bot_env(slack, oai, database_url, mode=mode, port=port),
         "LOG_LEVEL": "INFO",
         "TURN_LEASE_S": str(TEST_LEASE_S),
         **(env or {}),
@@ -193,7 +201,11 @@ async def bot_process(
             stdin=asyncio.subprocess.DEVNULL,
         )
     try:
-        await slack.wait_for(lambda: slack.socket_connections > connections_before, timeout=30)
+        if mode == "socket":
+            await slack.wait_for(lambda: slack.socket_connections > connections_before, timeout=30)
+        else:
+            await wait_http_ready(port, timeout=30)
+            slack.http_events_url = f"http://127.0.0.1:{port}/slack/events"
         yield proc
     finally:
         if proc.returncode is None:

@@ -8,8 +8,9 @@ both call `scheduler.stop(thread)`; the turn then ends at OpenAI and says so (se
 
 Both `app_mention` and `message` events arrive for a mention in a channel; the store records each
 (team, channel, ts) once, so the first delivery wins and the rest (and Slack's retries) are dropped.
-The app runs with `process_before_response=True`, so a turn is in the database before Slack is
-acknowledged: an acknowledged message is never lost, even if the process dies right after.
+A turn is in the database before Slack is acknowledged (the app runs with `process_before_response=True`,
+and `bot.slack.transport`, which calls `UserMessages` for message deliveries before Bolt, acks after it
+returns): an acknowledged message is never lost, even if the process dies right after.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.context.ack.async_ack import AsyncAck
@@ -117,6 +118,16 @@ def refusal_text(incoming: Incoming, policy: AccessPolicy) -> str:
 UninstallRequest = Callable[[str, str], None]
 
 
+class UserMessages(Protocol):
+    """Takes an `app_mention` or `message` event of workspace `team_id` (whose bot user is `bot_user_id`) and
+    returns once it is handled: recorded as a turn and queued, or stopped, forgotten, refused or ignored.
+
+    Called by Bolt's listeners, and by `bot.slack.transport` for deliveries it takes before Bolt.
+    """
+
+    async def __call__(self, event: dict[str, Any], *, team_id: str, bot_user_id: str | None) -> None: ...
+
+
 def register(
     app: AsyncApp,
     *,
@@ -128,9 +139,10 @@ def register(
     uninstalled: UninstallRequest | None = None,
     stop_elsewhere: StopElsewhere | None = None,
     surface: AgentSurface | None = None,
-) -> None:
+) -> UserMessages:
     """All of the bot's Slack entry points; `access` (default: everyone, any follow-up) decides who may ask;
-    `surface` answers the agent pane and the Home tab."""
+    `surface` answers the agent pane and the Home tab. Returns what the message listeners call, for a
+    transport that takes message deliveries itself."""
     policy = access or AccessPolicy()
     handled_stops: OrderedDict[tuple[str, str, str], None] = OrderedDict()
 
@@ -205,9 +217,8 @@ def register(
             thread_ts=thread.thread_ts if incoming.is_thread_reply else None,
         )
 
-    async def on_user_message(event: dict[str, Any], context: AsyncBoltContext, body: dict[str, Any]) -> None:
-        team_id = context.team_id or body.get("team_id") or event.get("team") or ""
-        incoming = classify(event, team_id=team_id, bot_user_id=context.bot_user_id)
+    async def user_message(event: dict[str, Any], *, team_id: str, bot_user_id: str | None) -> None:
+        incoming = classify(event, team_id=team_id, bot_user_id=bot_user_id)
         if incoming is None:
             return
         if not is_question(incoming.text, has_files=bool(incoming.files)):
@@ -238,6 +249,10 @@ def register(
             return
         log.info("turn %s accepted in %s", turn.id, turn.thread)
         scheduler.submit(turn)
+
+    async def on_user_message(event: dict[str, Any], context: AsyncBoltContext, body: dict[str, Any]) -> None:
+        team_id = context.team_id or body.get("team_id") or event.get("team") or ""
+        await user_message(event, team_id=team_id, bot_user_id=context.bot_user_id)
 
     async def on_feedback(
         ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], context: AsyncBoltContext
@@ -279,3 +294,4 @@ def register(
     app.event("agent_session_stopped")(on_stop_button)
     app.event("assistant_thread_started")(on_assistant_thread_started)
     app.event("app_home_opened")(on_app_home_opened)
+    return user_message

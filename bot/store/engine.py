@@ -75,3 +75,19 @@ async def _enter_wal_mode(conn: aiosqlite.Connection) -> None:
                 raise
             await asyncio.sleep(delay_s)
     await conn.execute("PRAGMA journal_mode=WAL")
+
+
+def sync_sqlite_engine(engine: AsyncEngine) -> sa.Engine | None:
+    """For a SQLite `engine`: a blocking engine on the same file, with the same settings, for work done
+    in one hop to a thread (see `bot.store.acceptor`); None for other databases."""
+    if engine.dialect.name != "sqlite":
+        return None
+    url = engine.url.set(drivername="sqlite")
+    sync = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False})
+
+    @sa.event.listens_for(sync, "connect")
+    def settings(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.execute("PRAGMA synchronous=NORMAL")
+        dbapi_connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_S * 1000}")
+
+    return sync

@@ -8,7 +8,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from tests.conftest import answer_texts, bot_process, bot_replies
+from tests.conftest import answer_texts, bot_process, bot_replies, free_port
 from tests.fakes.openai_fake import FakeOpenAI, Script
 from tests.fakes.slack import FakeSlack
 
@@ -86,6 +86,38 @@ async def test_message_acknowledged_but_not_started_is_answered_after_restart(
     hold.set()
 
     async with bot_process(slack, oai, url, log):
+        await slack.wait_for(
+            lambda: len([t for t in answer_texts(slack, "C1", first) if "Echo:" in t]) == 2, timeout=30
+        )
+    echoes = [t for t in answer_texts(slack, "C1", first) if t.startswith("Echo:")]
+    assert len(echoes) == 2, echoes
+    assert "first question" in echoes[0] and "second question" in echoes[1], "answered once each, in order"
+    asked = [r.json["input"][0]["content"][0]["text"] for r in oai.requests_to("POST", "/v1/responses")]
+    assert sum("second question" in text for text in asked) == 1, "the second turn was started only after the restart"
+
+
+async def test_http_message_acknowledged_then_kill_9_is_answered_after_restart(
+    slack: FakeSlack, oai: FakeOpenAI, tmp_path: Path
+) -> None:
+    """HTTP mode answers 200 only once the message is committed: a kill -9 right after the 200 loses nothing."""
+    url = f"sqlite:///{tmp_path / 'bot.sqlite3'}"
+    port = free_port()
+    hold = asyncio.Event()
+    oai.scripts.append(Script(text="first ", hold=hold))
+    log = tmp_path / "bot.log"
+    async with bot_process(slack, oai, url, log, mode="http", port=port) as proc:
+        first = (await slack.user_posts(channel="C1", text="<@UBOT> first question"))["ts"]
+        await slack.wait_for(lambda: len(oai.requests_to("POST", "/v1/responses")) == 1)
+        await slack.wait_delivered()
+        before = len(slack.http_deliveries)
+        await slack.user_posts(channel="C1", text="second question in the thread", thread_ts=first)
+        await slack.wait_for(lambda: len(slack.http_deliveries) > before)
+        proc.kill()  # at once: the second turn waits behind the first, only the database holds it
+        await proc.wait()
+    assert slack.http_deliveries[before][0] == 200, "the second message was acknowledged before the kill"
+    hold.set()
+
+    async with bot_process(slack, oai, url, log, mode="http", port=port):
         await slack.wait_for(
             lambda: len([t for t in answer_texts(slack, "C1", first) if "Echo:" in t]) == 2, timeout=30
         )
