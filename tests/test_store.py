@@ -196,3 +196,23 @@ async def test_answer_messages_are_kept_with_the_turn(database_url: str) -> None
         assert [t.answer_messages for t in store_turns] == [("5.0", "6.0")]
     finally:
         await store.close()
+
+
+async def test_a_failing_statement_never_shows_its_parameters(database_url: str) -> None:
+    """Database errors reach the log: the message text a statement carried must not be in them."""
+    import sqlalchemy as sa
+
+    from bot.store.engine import create_engine
+
+    engine = create_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("CREATE TABLE notes (body TEXT NOT NULL UNIQUE)"))
+            await conn.execute(sa.text("INSERT INTO notes VALUES (:body)"), {"body": "매출 비밀 메모"})
+        with pytest.raises(sa.exc.IntegrityError) as failed:
+            async with engine.begin() as conn:
+                await conn.execute(sa.text("INSERT INTO notes VALUES (:body)"), {"body": "매출 비밀 메모"})
+    finally:
+        await engine.dispose()
+    assert "INSERT INTO notes" in str(failed.value)
+    assert "매출 비밀 메모" not in str(failed.value)

@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_S = 30
+# Statement parameters carry people's messages and file names: keep them out of error messages and logs.
+_ENGINE_OPTIONS: dict[str, Any] = {"hide_parameters": True}
 WAL_SWITCH_RETRY_DELAYS_S = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 
@@ -33,14 +35,14 @@ def create_engine(database_url: str, *, pool_size: int = 20) -> AsyncEngine:
     """
     url = sa.engine.make_url(async_database_url(database_url))
     if url.get_backend_name() != "sqlite":
-        return create_async_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True)
+        return create_async_engine(url, pool_size=pool_size, max_overflow=10, pool_pre_ping=True, **_ENGINE_OPTIONS)
     cargs, cparams = sa.create_engine(url.set(drivername="sqlite")).dialect.create_connect_args(url)
     cparams.setdefault("timeout", SQLITE_BUSY_TIMEOUT_S)
 
     async def connect() -> aiosqlite.Connection:
         return await _connect_sqlite(*cargs, **cparams)
 
-    return create_async_engine(url, async_creator=connect)
+    return create_async_engine(url, async_creator=connect, **_ENGINE_OPTIONS)
 
 
 async def _connect_sqlite(*args: Any, **kwargs: Any) -> aiosqlite.Connection:
@@ -80,10 +82,12 @@ async def _enter_wal_mode(conn: aiosqlite.Connection) -> None:
 def sync_sqlite_engine(engine: AsyncEngine) -> sa.Engine | None:
     """For a SQLite `engine`: a blocking engine on the same file, with the same settings, for work done
     in one hop to a thread (see `bot.store.acceptor`); None for other databases."""
-    if engine.dialect.name != "sqlite":
-        return None
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return None  # an in-memory database is private to its connection: no second engine can share it
     url = engine.url.set(drivername="sqlite")
-    sync = sa.create_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False})
+    sync = sa.create_engine(
+        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}, **_ENGINE_OPTIONS
+    )
 
     @sa.event.listens_for(sync, "connect")
     def settings(dbapi_connection: Any, _record: Any) -> None:
