@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -137,10 +136,14 @@ class Store:
         await self._engine.dispose()
 
     def _insert(self, table: sa.Table) -> Any:
-        """INSERT with the dialect's ON CONFLICT support."""
+        """INSERT with the dialect's ON CONFLICT support (only the dialect in use is imported)."""
         if self._dialect == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
+            from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+            return postgresql_insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
 
     # ---- sessions ---------------------------------------------------------------------------------------
 
