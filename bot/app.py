@@ -285,8 +285,13 @@ async def build_bot(
     )
 
     async def bot_user(team_id: str) -> str | None:
-        # One workspace: the auth.test asked at start. OAuth mode: None, so Bolt authorizes each workspace.
-        return (await identity.result()).bot_user_id if identity is not None and identity.known else None
+        # One workspace: the auth.test asked at start. OAuth mode: the workspace's installation (None when
+        # there is none, or for an org-wide install, whose events Bolt authorizes and ignores as before).
+        if identity is not None:
+            return (await identity.result()).bot_user_id if identity.known else None
+        if installations is not None and team_id:
+            return await installations.bot_user_id(team_id)
+        return None
 
     deliveries = MessageDeliveries(
         messages,

@@ -39,16 +39,24 @@ class Installations(AsyncSQLAlchemyInstallationStore):
     async def bot_token(self, team_id: str) -> str | None:
         """The newest bot token installed for `team_id` (also a workspace of an Enterprise Grid org, whose
         installation carries an enterprise id the thread key does not), or None when not installed."""
+        return await self._newest_bot(self.bots.c.bot_token, team_id)
+
+    async def bot_user_id(self, team_id: str) -> str | None:
+        """The bot's user id in `team_id` as its newest installation recorded it, or None when not installed
+        (read for every message taken before Bolt, so an uninstall counts at once)."""
+        return await self._newest_bot(self.bots.c.bot_user_id, team_id)
+
+    async def _newest_bot(self, column: sa.Column[Any], team_id: str) -> str | None:
         c = self.bots.c
         query = (
-            sa.select(c.bot_token)
+            sa.select(column)
             .where(c.client_id == self.client_id, c.team_id == team_id, c.bot_token.is_not(None))
             .order_by(sa.desc(c.installed_at))
             .limit(1)
         )
         async with self.engine.connect() as conn:
-            token = (await conn.execute(query)).scalar()
-        return None if token is None else str(token)
+            value = (await conn.execute(query)).scalar()
+        return None if value is None else str(value)
 
     async def uninstall(self, team_id: str) -> str | None:
         """Delete every installation and bot of `team_id`; returns the bot token that was removed, if any."""

@@ -11,7 +11,8 @@ message is never lost, and what the listener decides is the same code (`bot.slac
 
 Taken here: a JSON `event_callback` whose event is an `app_mention` or a `message`, over HTTP with a valid
 signature (slack_sdk's `SignatureVerifier`, as Bolt checks it: HMAC and the 5-minute window), from a
-workspace whose bot user is known (`BotUser`; in OAuth mode none is, and Bolt authorizes as before).
+workspace whose bot user is known (`BotUser`: the start-up `auth.test`, or in OAuth mode the workspace's
+installation; a workspace without one is left to Bolt, which authorizes and ignores it as before).
 Everything else (url_verification, interactive payloads, other events, bad signatures -> Bolt's 401) is
 left to Bolt, which answers it exactly as before, and so is a message it cannot take.
 """
