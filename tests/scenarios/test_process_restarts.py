@@ -86,14 +86,7 @@ async def test_message_acknowledged_but_not_started_is_answered_after_restart(
     hold.set()
 
     async with bot_process(slack, oai, url, log):
-        await slack.wait_for(
-            lambda: len([t for t in answer_texts(slack, "C1", first) if "Echo:" in t]) == 2, timeout=30
-        )
-    echoes = [t for t in answer_texts(slack, "C1", first) if t.startswith("Echo:")]
-    assert len(echoes) == 2, echoes
-    assert "first question" in echoes[0] and "second question" in echoes[1], "answered once each, in order"
-    asked = [r.json["input"][0]["content"][0]["text"] for r in oai.requests_to("POST", "/v1/responses")]
-    assert sum("second question" in text for text in asked) == 1, "the second turn was started only after the restart"
+        await both_answered_once_in_order(slack, oai, first)
 
 
 async def test_http_message_acknowledged_then_kill_9_is_answered_after_restart(
@@ -118,9 +111,13 @@ async def test_http_message_acknowledged_then_kill_9_is_answered_after_restart(
     hold.set()
 
     async with bot_process(slack, oai, url, log, mode="http", port=port):
-        await slack.wait_for(
-            lambda: len([t for t in answer_texts(slack, "C1", first) if "Echo:" in t]) == 2, timeout=30
-        )
+        await both_answered_once_in_order(slack, oai, first)
+
+
+async def both_answered_once_in_order(slack: FakeSlack, oai: FakeOpenAI, first: str) -> None:
+    """The restarted bot answers the thread's two questions, once each and in order; the second turn was
+    started only after the restart."""
+    await slack.wait_for(lambda: len([t for t in answer_texts(slack, "C1", first) if "Echo:" in t]) == 2, timeout=30)
     echoes = [t for t in answer_texts(slack, "C1", first) if t.startswith("Echo:")]
     assert len(echoes) == 2, echoes
     assert "first question" in echoes[0] and "second question" in echoes[1], "answered once each, in order"
