@@ -383,6 +383,8 @@ class FakeSlack:
         self.acks: dict[str, float] = {}
         self.http_events_url: str | None = None
         self.http_deliveries: list[tuple[int, float]] = []  # status 0 = connection failed
+        # event_id -> the status of each HTTP delivery of that event, in the order they ended
+        self.http_statuses: dict[str, list[int]] = {}
         self.socket_connections = 0
         self._rng = random.Random(0)
         self.base_url = self.api_url = ""
@@ -963,6 +965,7 @@ class FakeSlack:
         if not done:
             return False, "http_timeout"  # Slack retries at 3 s even though the first request still runs
         status, no_retry = post.result()
+        self.http_statuses.setdefault(str(body.get("event_id") or ""), []).append(status)
         if status == 0:
             return False, "connection_failed"
         return (200 <= status < 300 or no_retry), "http_error"

@@ -102,12 +102,12 @@ async def test_http_message_acknowledged_then_kill_9_is_answered_after_restart(
         first = (await slack.user_posts(channel="C1", text="<@UBOT> first question"))["ts"]
         await slack.wait_for(lambda: len(oai.requests_to("POST", "/v1/responses")) == 1)
         await slack.wait_delivered()
-        before = len(slack.http_deliveries)
-        await slack.user_posts(channel="C1", text="second question in the thread", thread_ts=first)
-        await slack.wait_for(lambda: len(slack.http_deliveries) > before)
+        second = (await slack.user_posts(channel="C1", text="second question in the thread", thread_ts=first))["ts"]
+        event_id = next(e["event_id"] for e in slack.events if e["event"].get("ts") == second)
+        await slack.wait_for(lambda: bool(slack.http_statuses.get(event_id)))
         proc.kill()  # at once: the second turn waits behind the first, only the database holds it
         await proc.wait()
-    assert slack.http_deliveries[before][0] == 200, "the second message was acknowledged before the kill"
+    assert slack.http_statuses[event_id] == [200], "the second message was acknowledged before the kill"
     hold.set()
 
     async with bot_process(slack, oai, url, log, mode="http", port=port):
