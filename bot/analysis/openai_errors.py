@@ -28,6 +28,12 @@ def is_conversation_locked(exc: BaseException) -> bool:
     return isinstance(exc, openai.BadRequestError) and exc.code == "conversation_locked"
 
 
+def is_missing_endpoint(exc: BaseException) -> bool:
+    """The server has no such API at all (404 Invalid URL, 405, 501): an OpenAI-compatible gateway may lack
+    one that OpenAI has, such as the Uploads API. Only meaningful for a request that names no object."""
+    return isinstance(exc, openai.APIStatusError) and exc.status_code in (404, 405, 501)
+
+
 def mentions_expired_container(message: str) -> bool:
     text = message.lower()
     return "container is expired" in text or "expected container_id" in text or "container expired" in text

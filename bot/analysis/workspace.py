@@ -12,7 +12,7 @@ from typing import Any
 
 import openai
 
-from bot.analysis.openai_errors import convert
+from bot.analysis.openai_errors import convert, is_missing_endpoint
 from bot.domain import ThreadKey
 from bot.errors import FileUploadFailed
 
@@ -63,6 +63,11 @@ def assign_paths(filenames: Sequence[str], paths: Sequence[str]) -> dict[str, st
                     free.remove(path)
                     break
     return found
+
+
+class UploadsUnavailable(Exception):
+    """The OpenAI endpoint has no Uploads API (an OpenAI-compatible gateway): files go whole through
+    `Workspace.upload_file` instead."""
 
 
 class FileUpload:
@@ -143,6 +148,8 @@ class Workspace:
     def __init__(self, client: openai.AsyncOpenAI, *, memory_limit: str = "4g") -> None:
         self._client = client
         self._memory_limit = memory_limit
+        # False once the endpoint turned out to have no Uploads API: big files then go whole, no Upload tried.
+        self.uploads_available = True
 
     async def create_conversation(self, thread: ThreadKey, *, seed: str | None = None) -> str:
         """A new conversation tagged with the Slack thread (starting with `seed` text); returns its id."""
@@ -237,13 +244,17 @@ class Workspace:
 
         Unless `FileUpload.complete` succeeded inside the block, the Upload is cancelled on the way out, also
         when the block raises or its task is cancelled (a Stop, a shutdown): nothing half-sent becomes a File.
-        Raises `FileUploadFailed` when OpenAI refuses the Upload.
+        Raises `FileUploadFailed` when OpenAI refuses the Upload, `UploadsUnavailable` when the endpoint has no
+        Uploads API (then `uploads_available` turns False: send files whole with `upload_file`).
         """
         try:
             created = await self._client.uploads.create(
                 bytes=size_bytes, filename=filename, mime_type=mime_type, purpose="user_data"
             )
         except openai.OpenAIError as exc:
+            if is_missing_endpoint(exc):
+                self.uploads_available = False
+                raise UploadsUnavailable(f"POST /uploads: {exc.__class__.__name__}") from exc
             err = convert(exc)
             raise FileUploadFailed(filename, f"upload: {err}", request_id=err.request_id) from exc
         upload = FileUpload(self._client, created.id, filename=filename)

@@ -34,7 +34,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.analysis.workspace import FileUpload, Workspace
+from bot.analysis.workspace import FileUpload, UploadsUnavailable, Workspace
 from bot.domain import SlackFile, ThreadFile
 from bot.errors import (
     FileDownloadFailed,
@@ -366,11 +366,13 @@ class Intake:
         self.check(file)
         name = upload_name or file.name
         token = slack.token or ""
-        if streams(file):
+        if streams(file) and self._workspace.uploads_available:
             try:
                 return await self._stream(file, token=token, known=known, name=name)
             except _NotUtf8 as exc:
                 log.info("file %s is not plain UTF-8 (%s): converting it from a spooled copy", file.id, exc)
+            except UploadsUnavailable as exc:
+                log.warning("the OpenAI endpoint has no Uploads API (%s): big files are sent whole from now on", exc)
         return await self._spool(file, token=token, known=known, name=name)
 
     def _thread_file(self, file: SlackFile, *, file_id: str, name: str, size: int, digest: str, description: str

@@ -411,6 +411,8 @@ class FakeOpenAI:
     - ``files``: file id -> ``{"object": FileObject dict, "content": bytes}``;
     - ``uploads``: upload id -> ``{"object": Upload dict, "parts": {part id: bytes}}`` (a completed upload's
       ``file`` is also in ``files``, its content the parts joined in ``part_ids`` order);
+    - ``uploads_api``: False makes every ``/v1/uploads`` route answer as an unknown URL does (404 "Invalid
+      URL"), like an OpenAI-compatible gateway that lacks the Uploads API;
     - ``hold_parts``: when an unset `asyncio.Event`, each ``POST /v1/uploads/{id}/parts`` waits for it before
       reading its body (a slow OpenAI: the client's send is held back by TCP flow control);
     - ``conversations``: conv id -> ``{"object": ..., "items": [...], "deleted": bool}`` (deleting a
@@ -428,6 +430,7 @@ class FakeOpenAI:
         self.files: dict[str, dict[str, Any]] = {}
         self.uploads: dict[str, dict[str, Any]] = {}
         self.hold_parts: asyncio.Event | None = None
+        self.uploads_api = True
         self.max_part_bytes = MAX_PART_BYTES
         self.conversations: dict[str, dict[str, Any]] = {}
         self.containers: dict[str, dict[str, Any]] = {}
@@ -728,7 +731,12 @@ class FakeOpenAI:
             obj["status"] = "expired"
         return record
 
+    def _uploads_api_here(self) -> None:
+        if not self.uploads_api:
+            raise web.HTTPNotFound()  # answered as the unknown URL it then is
+
     async def _upload_create(self, request: web.Request) -> web.Response:
+        self._uploads_api_here()
         body = _body(request)
         for name in ("bytes", "filename", "mime_type", "purpose"):
             if body.get(name) is None:
@@ -757,6 +765,7 @@ class FakeOpenAI:
         raise _bad(f"Upload {record['object']['id']} is already {status}.")
 
     async def _upload_part(self, request: web.Request) -> web.Response:
+        self._uploads_api_here()
         record = self._upload(request.match_info["id"])
         self._pending(record, adding=True)
         if self.hold_parts is not None:
@@ -807,6 +816,7 @@ class FakeOpenAI:
         return b"".join(record["parts"][p] for p in part_ids)
 
     async def _upload_complete(self, request: web.Request) -> web.Response:
+        self._uploads_api_here()
         record = self._upload(request.match_info["id"])
         body = _body(request)
         self._pending(record, adding=False)
@@ -841,6 +851,7 @@ class FakeOpenAI:
         return web.json_response(obj)
 
     async def _upload_cancel(self, request: web.Request) -> web.Response:
+        self._uploads_api_here()
         record = self._upload(request.match_info["id"])
         obj = record["object"]
         if obj["status"] == "completed":

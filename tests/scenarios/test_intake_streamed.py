@@ -176,6 +176,27 @@ async def test_a_big_cp949_file_is_converted_to_utf8(
     assert len(user_uploads(oai)) == 1, "the converted copy goes up whole"
 
 
+async def test_an_endpoint_without_the_uploads_api_gets_big_files_whole(
+    slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
+) -> None:
+    """An OpenAI-compatible gateway may lack /v1/uploads: the file goes up whole instead, and the next big
+    file does not try the Uploads API again."""
+    oai.uploads_api = False
+    first = big_csv(STREAM_MIN_BYTES + PART_BYTES).encode()
+    second = first.replace(b"VIP customer", b"new customer")
+    async with run_bot(slack, oai, sqlite_url):
+        ts = await share(slack, slack.add_file(name="sales.csv", content=first))
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 1, timeout=60)
+        await slack.user_posts(channel="C1", text="이것도 봐줘", thread_ts=ts, files=[
+            slack.add_file(name="more.csv", content=second)])  # fmt: skip
+        await slack.wait_for(lambda: len(answer_texts(slack, "C1", ts)) == 2, timeout=60)
+    assert all(t.startswith("Echo:") for t in answer_texts(slack, "C1", ts))
+    assert len(oai.requests_to("POST", "/v1/uploads")) == 1, "tried once, then no more"
+    assert oai.uploads == {}
+    assert len(user_uploads(oai)) == 2, "each file went up whole"
+    assert container_contents(oai) == {"/mnt/data/sales.csv": first, "/mnt/data/more.csv": second}
+
+
 async def test_stopping_the_turn_mid_upload_cancels_the_upload(
     slack: FakeSlack, oai: FakeOpenAI, sqlite_url: str
 ) -> None:
