@@ -9,7 +9,8 @@ Two ways through, one set of checks:
   completed only after the last byte passed every check; any failure (or a cancelled turn) cancels it, so a
   half-sent file never becomes a File. A text that turns out not to be UTF-8 cancels its Upload and takes
   the spooled way instead (its converted size cannot be declared before it is converted).
-- **Spooled** (small files, text in another encoding or with a UTF-16 BOM, workbooks, unknown sizes): the
+- **Spooled** (small files, text in another encoding or with a UTF-16 BOM, workbooks, unknown sizes, and
+  every file once the OpenAI endpoint turned out to have no Uploads API, as some compatible gateways): the
   whole file is downloaded into a temporary file and checked, text converted to UTF-8 beside it, then
   uploaded with one `files.create`. Temporary files are removed in every case.
 """
