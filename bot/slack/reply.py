@@ -210,13 +210,20 @@ class ThreadReply:
         if not self._pending or (not self._pending.strip() and self._message_ts is None):
             return  # Slack refuses a message of only white space: wait for real text
         text, self._pending = self._pending, ""
+        await self._put(text, close=False)
+
+    async def _put(self, text: str, *, close: bool, blocks: list[dict[str, Any]] | None = None) -> None:
+        """Show `text`, continuing in new messages where Slack's size limit requires (a full message ends with
+        its last text in the closing call); with `close`, the last message is closed too, `blocks` under it."""
         head, new_messages = fit_to_message(self._message_text, text)
-        pieces = [head, *new_messages]
+        *full, last = [head, *new_messages]
         try:
-            for piece in pieces[:-1]:
-                await self._end_with(piece)  # a full message ends with its last text in the closing call
-            if pieces[-1]:
-                await self._send(pieces[-1])
+            for piece in full:
+                await self._end_with(piece)
+            if close:
+                await self._end_with(last, blocks)
+            elif last:
+                await self._send(last)
         except SlackProblem:
             # Only the length: an answer may quote the user's file, and file contents are never logged.
             log.error("answer text Slack did not take in %s (%d chars)", self._thread, len(text))
@@ -347,16 +354,7 @@ class ThreadReply:
         goes in the closing call (`chat.stopStream`)."""
         self._pending += self._scrubber.flush()
         text, self._pending = self._pending, ""
-        head, new_messages = fit_to_message(self._message_text, text)
-        pieces = [head, *new_messages]
-        try:
-            for piece in pieces[:-1]:
-                await self._end_with(piece)
-            await self._end_with(pieces[-1], blocks)
-        except SlackProblem:
-            # Only the length: an answer may quote the user's file, and file contents are never logged.
-            log.error("answer text Slack did not take in %s (%d chars)", self._thread, len(text))
-            raise
+        await self._put(text, close=True, blocks=blocks)
 
     async def _end_with(self, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
         """Close the open message with `text` in its closing call; with none open, `text` opens one first."""
